@@ -1,0 +1,54 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# torch: CPU machines (like CI's) take torch==2.13.0, a CPU wheel that lies on their disk; without the
+# pin pip would download a multi-GB CUDA build. Where nvidia-smi answers, pip picks the default (CUDA)
+# build. Override either way: `make install TORCH_SPEC='torch==2.8.0'`.
+TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch>=2.4,torch==2.13.0)
+
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
+
+.PHONY: install test test-slow demo lint format bench docs clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "installing $(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+demo: install
+	@# The full pipeline demo (`hfllm demo`) lands with the preprocess/pretrain/finetune commands.
+	$(BIN)/hfllm --version
+	$(BIN)/hfllm --help
+
+lint: install
+	$(BIN)/ruff check hfllm tests bench
+	$(BIN)/ruff format --check hfllm tests bench
+
+format: install
+	$(BIN)/ruff check --fix hfllm tests bench
+	$(BIN)/ruff format hfllm tests bench
+
+bench: install
+	$(BIN)/python bench/startup.py
+
+docs: install
+	$(BIN)/python -m hfllm.config.reference > docs/config-reference.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

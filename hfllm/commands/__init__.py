@@ -1,0 +1,1 @@
+"""One thin module per command: parse options and config, call the library, print the JSON result."""

@@ -1,0 +1,64 @@
+"""`hfllm config`: show the resolved config, validate files, write a starter config."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hfllm.commands.options import ConfigOpt, SetOpt
+from hfllm.errors import ConfigError
+from hfllm.fsutil import atomic_write_text
+
+app = typer.Typer(help="Show, validate and create configs.", no_args_is_help=True)
+
+STARTERS = Path(__file__).resolve().parent.parent / "config" / "starters"
+KindOpt = Annotated[
+    str | None, typer.Option("--kind", help="The command the config is for, if it has no `kind:` key.")
+]
+
+
+@app.command("show")
+def show(config: ConfigOpt, set_: SetOpt = None, kind: KindOpt = None) -> None:
+    """Print the resolved config (defaults < file < --set) as YAML."""
+    from hfllm.config import load_any, to_yaml
+
+    sys.stdout.write(to_yaml(load_any(config, set_, kind)))
+
+
+@app.command("validate")
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Config files to check.")],
+    kind: KindOpt = None,
+) -> None:
+    """Check config files; exit 2 at the first one that is wrong."""
+    from hfllm.config import load_any
+
+    for path in files:
+        load_any(path, kind=kind)
+        sys.stderr.write(f"{path}: ok\n")
+
+
+@app.command("init")
+def init(
+    kind: Annotated[str, typer.Argument(help="The command to write a starter config for.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config for a command (from the package, no network)."""
+    starter = STARTERS / f"{kind}.yaml"
+    if not starter.exists():
+        known = sorted(p.stem for p in STARTERS.glob("*.yaml"))
+        raise ConfigError(f"no starter config for {kind!r}; there are: {', '.join(known)}")
+    text = starter.read_text(encoding="utf-8")
+    if output is None:
+        sys.stdout.write(text)
+        return
+    if output.exists() and not force:
+        raise ConfigError(f"{output} already exists; pass --force to overwrite it")
+    atomic_write_text(output, text)
+    sys.stderr.write(f"wrote {output}\n")

@@ -1,0 +1,108 @@
+"""The `training:` section: the installed `transformers.TrainingArguments` fields, read without importing it.
+
+`hfllm config validate` and `--help` must not import torch (4 s here), so the field names and
+annotations are read from the source of `transformers/training_args.py` with `ast`. A real run
+builds the actual `TrainingArguments`, which has the last word (and a test checks both agree).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from hfllm.config.yamlio import Origins
+from hfllm.errors import ConfigError
+
+
+@functools.cache
+def training_arg_fields() -> dict[str, ast.expr | None]:
+    """Return {field name: annotation AST} for every init field of the installed TrainingArguments."""
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("transformers is not installed: run `make install` (or pip install hfllm)")
+    source = Path(next(iter(spec.submodule_search_locations))) / "training_args.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainingArguments")
+    fields: dict[str, ast.expr | None] = {}
+    for stmt in cls.body:
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and not _init_false(stmt.value)
+        ):
+            fields[stmt.target.id] = stmt.annotation
+    return fields
+
+
+def _init_false(value: ast.expr | None) -> bool:
+    return isinstance(value, ast.Call) and any(
+        k.arg == "init" and isinstance(k.value, ast.Constant) and k.value.value is False
+        for k in value.keywords
+    )
+
+
+_SIMPLE = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "dict": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+    "None": lambda v: v is None,
+}
+
+
+def _accepts(annotation: ast.expr | None, value: Any) -> bool:
+    """Whether `value` fits the annotation; names we do not know (enums, config classes) accept anything."""
+    if annotation is None:
+        return True
+    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+        return _accepts(annotation.left, value) or _accepts(annotation.right, value)
+    if isinstance(annotation, ast.Constant):
+        return value is None if annotation.value is None else value == annotation.value
+    if isinstance(annotation, ast.Name):
+        check = _SIMPLE.get(annotation.id)
+        return check(value) if check else True
+    if isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name):
+        base = annotation.value.id
+        if base in ("Optional", "Union"):
+            args = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+            return value is None or any(_accepts(a, value) for a in args)
+        if base == "Literal":
+            args = annotation.slice.elts if isinstance(annotation.slice, ast.Tuple) else [annotation.slice]
+            return any(isinstance(a, ast.Constant) and a.value == value for a in args)
+        check = _SIMPLE.get(base)
+        return check(value) if check else True
+    return True
+
+
+def check_training_section(training: dict[str, Any], origins: Origins, source: str) -> None:
+    """Raise ConfigError for a `training:` key that TrainingArguments lacks or a value of the wrong type."""
+    fields = training_arg_fields()
+    for key, value in training.items():
+        where = origins.get(("training", key), source)
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1, cutoff=0.75)
+            hint = (
+                f"did you mean `training.{close[0]}`?"
+                if close
+                else "the keys are the fields of transformers.TrainingArguments"
+            )
+            raise ConfigError(f"{where}: unknown key `training.{key}`", hint)
+        if not _accepts(fields[key], value):
+            expected = ast.unparse(fields[key]) if fields[key] is not None else "?"
+            raise ConfigError(f"{where}: `training.{key}` should be {expected}, got {value!r}")
+
+
+def build_training_arguments(training: dict[str, Any], source: str = "training"):
+    """Return a real `transformers.TrainingArguments`; its own checks become ConfigErrors."""
+    from transformers import TrainingArguments
+
+    try:
+        return TrainingArguments(**training)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: TrainingArguments refused these settings: {exc}") from None

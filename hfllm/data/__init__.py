@@ -1,0 +1,1 @@
+"""Data: readers, cleaning, tokenizer training, packing, splits, and the data dir contract."""

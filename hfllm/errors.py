@@ -1,0 +1,44 @@
+"""The errors hfllm reports to users, each with the exit code DESIGN.md promises."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class HfllmError(Exception):
+    """A failure with a message meant for the user (no traceback) and an exit code."""
+
+    exit_code = EXIT_UNEXPECTED
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  {self.hint}"
+
+
+class ConfigError(HfllmError):
+    """Bad usage or configuration: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(HfllmError):
+    """Bad or missing input data, model or tokenizer: exit 3."""
+
+    exit_code = EXIT_INPUT
+
+
+class Interrupted(HfllmError):
+    """The run was stopped by a signal after its last checkpoint was made safe."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_SIGINT):
+        super().__init__(message)
+        self.exit_code = exit_code
