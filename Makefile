@@ -48,7 +48,7 @@ bench: install
 	$(BIN)/python bench/startup.py
 
 docs: install
-	$(BIN)/python -m hfllm.config.reference > docs/config-reference.md
+	$(BIN)/python -m hfllm.config.reference > docs/config-reference.md.tmp && mv docs/config-reference.md.tmp docs/config-reference.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -113,3 +113,12 @@ def test_every_shipped_config_validates(path):
     )
     config = load_any(path)
     assert yaml.safe_load(text).get("kind", path.parent.name) == config.kind
+
+
+def test_config_reference_is_up_to_date():
+    from hfllm.config.reference import reference
+
+    path = REPO / "docs" / "config-reference.md"
+    assert path.exists() and path.read_text() == reference(), (
+        "stale docs/config-reference.md: run `make docs`"
+    )
