@@ -13,7 +13,9 @@ from hfllm.errors import EXIT_SIGINT, EXIT_SIGTERM, EXIT_UNEXPECTED, HfllmError,
 from hfllm.output import setup_logging
 
 # name -> "module:function". Only commands that work are listed; the modules import nothing heavy.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "preprocess": "hfllm.commands.preprocess:preprocess",
+}
 GROUPS: dict[str, str] = {
     "config": "hfllm.commands.config_cmd:app",
 }

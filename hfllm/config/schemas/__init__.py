@@ -22,3 +22,6 @@ def schema_for(kind: str) -> type[BaseModel]:
         raise ConfigError(f"unknown config kind {kind!r}; the kinds are: {', '.join(sorted(SCHEMAS))}")
     module, _, name = SCHEMAS[kind].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+register("preprocess", "hfllm.config.schemas.preprocess:PreprocessConfig")

@@ -1,0 +1,187 @@
+"""Read every input into one Arrow file on disk (bounded memory), checking columns and labels as it goes."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hfllm.data.readers import iter_records
+from hfllm.data.sources import SPLITS, Source
+from hfllm.errors import InputError
+from hfllm.output import log
+
+WRITE_BATCH = 10_000
+SPLIT_CODE = {None: -1, **{name: i for i, name in enumerate(SPLITS)}}
+
+
+@dataclass
+class Columns:
+    """Which record keys a run needs, and what it writes for them."""
+
+    text: str | None = None
+    text_pair: str | None = None
+    label: str | None = None
+    tokens: str | None = None
+    tags: str | None = None
+    label_separator: str | None = None
+
+    def needed(self) -> list[str]:
+        return [c for c in (self.text, self.text_pair, self.label, self.tokens, self.tags) if c]
+
+
+@dataclass
+class IngestStats:
+    """What reading found: documents per input, and the kinds of label values seen."""
+
+    documents: list[int] = field(default_factory=list)
+    label_kinds: set[str] = field(default_factory=set)
+
+
+def columns_for(config) -> Columns:
+    """Return the columns the config's mode and task need."""
+    data = config.data
+    if config.task == "token-classification":
+        return Columns(tokens=data.tokens_column, tags=data.tags_column)
+    label = data.label_column if config.task == "sequence-classification" else None
+    return Columns(data.text_column, data.text_pair_column, label, label_separator=data.label_separator)
+
+
+def features_for(cols: Columns):
+    """Return the datasets Features of the ingested table."""
+    from datasets import Features, Sequence, Value
+
+    spec = {
+        "_file": Value("int32"),
+        "_row": Value("int64"),
+        "_split": Value("int8"),
+        "_replaced": Value("bool"),
+    }
+    for name in (cols.text, cols.text_pair, cols.label):
+        if name:
+            spec[name] = Value("string")
+    for name in (cols.tokens, cols.tags):
+        if name:
+            spec[name] = Sequence(Value("string"))
+    return Features(spec)
+
+
+def ingest(sources: list[Source], data, cols: Columns, path: Path):
+    """Write every record of `sources` to an Arrow file at `path`; return (Dataset, IngestStats)."""
+    from datasets import Dataset
+    from datasets.arrow_writer import ArrowWriter
+    from tqdm.auto import tqdm
+
+    stats = IngestStats()
+    features = features_for(cols)
+    writer = ArrowWriter(features=features, path=str(path))
+    batch: dict[str, list] = {name: [] for name in features}
+    bar = tqdm(desc="reading", unit=" docs", mininterval=1.0, leave=False)
+    try:
+        for index, source in enumerate(sources):
+            count = 0
+            for row, record, replaced in iter_records(source, data):
+                _append(batch, record, cols, source, row, stats)
+                batch["_file"].append(index)
+                batch["_row"].append(row)
+                batch["_split"].append(SPLIT_CODE[source.split])
+                batch["_replaced"].append(replaced)
+                count += 1
+                if len(batch["_file"]) >= WRITE_BATCH:
+                    writer.write_batch(batch)
+                    bar.update(len(batch["_file"]))
+                    batch = {name: [] for name in features}
+            if count == 0:
+                raise InputError(
+                    f"{source.path}: no documents in this input", "check data.txt_mode and the file"
+                )
+            stats.documents.append(count)
+            log.info("read %d documents from %s", count, source.path)
+        if batch["_file"]:
+            writer.write_batch(batch)
+            bar.update(len(batch["_file"]))
+        writer.finalize()
+    finally:
+        writer.close()
+        bar.close()
+    return Dataset.from_file(str(path)), stats
+
+
+def _where(source: Source, row: int) -> str:
+    unit = "line" if source.format in ("txt", "jsonl", "csv", "tsv", "conll") else "row"
+    return f"{source.path}: {unit} {row}"
+
+
+def _append(
+    batch: dict[str, list], record: dict, cols: Columns, source: Source, row: int, stats: IngestStats
+):
+    missing = [c for c in cols.needed() if c not in record]
+    if missing:
+        raise InputError(
+            f"{_where(source, row)}: no column {missing[0]!r}; the columns are: {', '.join(map(str, record)) or '(none)'}",
+            "set data.text_column / data.label_column / data.tokens_column to one of them",
+        )
+    for name in (cols.text, cols.text_pair):
+        if name:
+            value = record[name]
+            batch[name].append("" if value is None else value if isinstance(value, str) else str(value))
+    if cols.label:
+        batch[cols.label].append(_label_text(record[cols.label], cols, source, row, stats))
+    if cols.tokens:
+        tokens, tags = record[cols.tokens], record[cols.tags]
+        if not isinstance(tokens, list) or not isinstance(tags, list):
+            raise InputError(f"{_where(source, row)}: {cols.tokens!r} and {cols.tags!r} must be lists")
+        if len(tokens) != len(tags):
+            raise InputError(
+                f"{_where(source, row)}: {len(tokens)} tokens but {len(tags)} tags", "give one tag per token"
+            )
+        if any(t is None for t in tags):
+            raise InputError(f"{_where(source, row)}: a tag is missing (null)")
+        batch[cols.tokens].append([str(t) for t in tokens])
+        batch[cols.tags].append([str(t) for t in tags])
+
+
+def _label_text(value, cols: Columns, source: Source, row: int, stats: IngestStats) -> str:
+    """Return a label as text (lists as JSON), recording its kind; a missing label names file and row."""
+    if (
+        value is None
+        or (isinstance(value, str) and not value.strip())
+        or (isinstance(value, float) and math.isnan(value))
+    ):
+        raise InputError(
+            f"{_where(source, row)}: missing label (column {cols.label!r})",
+            "give every row a label, or remove the unlabelled rows",
+        )
+    if isinstance(value, list):
+        stats.label_kinds.add("list")
+        return json.dumps([str(v) for v in value])
+    if isinstance(value, bool):
+        stats.label_kinds.add("str")
+        return str(value).lower()
+    if isinstance(value, int):
+        stats.label_kinds.add("int")
+        return str(value)
+    if isinstance(value, float):
+        stats.label_kinds.add("int" if value.is_integer() else "float")
+        return str(int(value)) if value.is_integer() else repr(value)
+    text = str(value).strip()
+    if cols.label_separator:
+        stats.label_kinds.add("list")
+        return json.dumps([part.strip() for part in text.split(cols.label_separator) if part.strip()])
+    stats.label_kinds.add(_kind_of_text(text))
+    return text
+
+
+def _kind_of_text(text: str) -> str:
+    # CSV labels arrive as text: "3" is an integer class, "0.75" a regression target, "sports" a name.
+    try:
+        int(text)
+        return "int"
+    except ValueError:
+        pass
+    try:
+        float(text)
+        return "float"
+    except ValueError:
+        return "str"

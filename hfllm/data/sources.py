@@ -1,0 +1,160 @@
+"""Which inputs a preprocess run reads: files, globs, directories, saved datasets, stdin, Hub names."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hfllm.errors import ConfigError, InputError
+
+COMPRESSIONS = {".gz": "gzip", ".xz": "xz", ".bz2": "bz2", ".zst": "zstd"}
+FORMATS = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}
+FORMATS.update({".parquet": "parquet", ".conll": "conll", ".iob": "conll", ".bio": "conll"})
+SPLITS = ("train", "validation", "test")
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass
+class Source:
+    """One input: a file (possibly compressed), a save_to_disk dir, a Hub dataset, or standard input."""
+
+    path: str  # as the user wrote it, expanded (a real path, "-" or a Hub name)
+    format: str
+    split: str | None  # None: pooled, split by ratio
+    compression: str | None = None
+    local: Path | None = None  # where the bytes are (stdin is copied to the work dir first)
+
+    def stat(self) -> dict:
+        """Return size and mtime of a local source (a dir: summed over its files)."""
+        if self.local is None:
+            return {"bytes": None, "mtime_ns": None}
+        files = (
+            [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
+        )
+        stats = [p.stat() for p in files]
+        return {
+            "bytes": sum(s.st_size for s in stats),
+            "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+        }
+
+    def sha256(self) -> str | None:
+        """Return the sha256 of the source's bytes (a dir: of its files' names and bytes)."""
+        if self.local is None:
+            return None
+        digest = hashlib.sha256()
+        files = (
+            [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
+        )
+        for file in files:
+            if self.local.is_dir():
+                digest.update(str(file.relative_to(self.local)).encode() + b"\0")
+            with open(file, "rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
+
+def resolve_sources(data, stdin_dir: Path | None = None, exclude: Path | None = None) -> list[Source]:
+    """Return the inputs named in the `data` section, globs and directories expanded, in a stable order.
+
+    Files under `exclude` (the output dir, which may sit inside an input directory) are skipped.
+    """
+    named = [(p, None) for p in data.files] + [(p, s) for s in SPLITS for p in getattr(data, f"{s}_files")]
+    if not named:
+        raise ConfigError(
+            "no inputs: set data.files (or data.train_files ...) to files, globs or directories"
+        )
+    if data.files and data.train_files:
+        raise ConfigError("set data.files (split by ratio) or data.train_files (given splits), not both")
+    sources: list[Source] = []
+    for pattern, split in named:
+        sources.extend(_expand(str(pattern), split, data.format, stdin_dir))
+    if exclude is not None:
+        skip = exclude.resolve()
+        sources = [
+            s for s in sources if s.path == "-" or s.local is None or skip not in s.local.resolve().parents
+        ]
+    if sum(s.path == "-" for s in sources) > 1:
+        raise ConfigError("standard input (`-`) can be named only once in data.*files")
+    return sources
+
+
+def _expand(pattern: str, split: str | None, fmt: str, stdin_dir: Path | None) -> list[Source]:
+    if pattern == "-":
+        return [_stdin_source(split, fmt, stdin_dir)]
+    path = Path(pattern).expanduser()
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            return [Source(str(path), "arrow", split, local=path)]
+        found = sorted(p for p in path.rglob("*") if p.is_file() and _format_of(p, "auto", strict=False))
+        if not found:
+            raise InputError(
+                f"{path}: directory holds no readable input files", f"supported: {', '.join(FORMATS)}"
+            )
+        return [_file_source(p, split, fmt) for p in found]
+    if any(ch in pattern for ch in "*?["):
+        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not matches:
+            raise InputError(f"no file matches the pattern {pattern!r}", "check the glob (quote it in YAML)")
+        return [s for m in matches for s in _expand(m, split, fmt, stdin_dir)]
+    if path.is_file():
+        return [_file_source(path, split, fmt)]
+    if fmt == "hub" or (
+        fmt == "auto" and not _format_of(path, "auto", strict=False) and _HUB_NAME.match(pattern)
+    ):
+        return [_hub_source(pattern, split)]
+    raise InputError(
+        f"input file not found: {path}", "check data.files (paths are relative to the current directory)"
+    )
+
+
+def _file_source(path: Path, split: str | None, fmt: str) -> Source:
+    suffix = path.suffix.lower()
+    compression = COMPRESSIONS.get(suffix)
+    return Source(str(path), _format_of(path, fmt), split, compression, local=path)
+
+
+def _format_of(path: Path, fmt: str, strict: bool = True) -> str | None:
+    if fmt not in ("auto", "hub"):
+        return fmt
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    found = FORMATS.get(suffixes[-1]) if suffixes else None
+    if found is None and strict:
+        raise InputError(
+            f"{path}: cannot tell the format from the extension {''.join(path.suffixes) or '(none)'!r}",
+            f"use one of {', '.join(FORMATS)} (optionally .gz/.xz/.bz2/.zst) or set data.format",
+        )
+    return found
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+
+
+def _stdin_source(split: str | None, fmt: str, stdin_dir: Path | None) -> Source:
+    """Copy standard input to the work dir so it can be hashed and read like a file."""
+    if stdin_dir is None:
+        raise InputError("standard input cannot be read here")
+    fmt = "txt" if fmt == "auto" else fmt
+    stdin_dir.mkdir(parents=True, exist_ok=True)
+    local = stdin_dir / f"stdin.{fmt}"
+    with open(local, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+    return Source("-", fmt, split, local=local)
+
+
+def _hub_source(name: str, split: str | None) -> Source:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise InputError(
+            f"input {name!r} is neither a local file nor reachable: HF_HUB_OFFLINE is set",
+            "give a local path, or unset HF_HUB_OFFLINE to read it as a Hub dataset",
+        )
+    return Source(name, "hub", split)

@@ -1,0 +1,222 @@
+"""Build the tokenizer: train WordPiece / byte-level BPE / Unigram with `tokenizers`, or load an existing one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+from hfllm.errors import HfllmError, InputError
+from hfllm.output import log
+
+# The special tokens each family's models expect, in the order they take the first ids.
+SPECIALS = {
+    "wordpiece": {
+        "pad_token": "[PAD]",
+        "unk_token": "[UNK]",
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "mask_token": "[MASK]",
+    },
+    "bpe": {
+        "bos_token": "<s>",
+        "pad_token": "<pad>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "mask_token": "<mask>",
+    },
+    "unigram": {
+        "bos_token": "<s>",
+        "pad_token": "<pad>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "mask_token": "<mask>",
+    },
+}
+BYTE_ALPHABET = 256
+SPECIAL_NAMES = {name for family in SPECIALS.values() for name in family.values()}
+
+
+def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: int):
+    """Return a fast tokenizer trained on `texts` (batches of strings) as `train` (TokenizerTrainSection) says."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    kind = train.type
+    specials = SPECIALS[kind]
+    names = list(dict.fromkeys(specials.values()))
+    lowercase = train.lowercase if train.lowercase is not None else kind == "wordpiece"
+    _check_vocab_floor(kind, train.vocab_size, len(names))
+    progress = log.isEnabledFor(logging.INFO)  # --quiet silences the trainer's progress bars too
+    common = {"vocab_size": train.vocab_size, "special_tokens": names, "show_progress": progress}
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=specials["unk_token"]))
+        tok.normalizer = normalizers.BertNormalizer(
+            lowercase=lowercase, strip_accents=None if lowercase else False
+        )
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(min_frequency=train.min_frequency, **common)
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=None))
+        tok.normalizer = normalizers.Lowercase() if lowercase else None
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            min_frequency=train.min_frequency, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), **common
+        )
+    else:
+        tok = Tokenizer(models.Unigram())
+        steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+        tok.normalizer = normalizers.Sequence(steps)
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(unk_token=specials["unk_token"], **common)
+    try:
+        with stdout_to_stderr():
+            tok.train_from_iterator(texts, trainer=trainer, length=length)
+    except Exception as exc:  # the Rust trainer raises plain Exceptions on impossible settings
+        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
+            raise
+        raise InputError(
+            f"tokenizer training failed: {exc}", "check tokenizer.train.vocab_size and the data"
+        ) from None
+    _check_trained_size(tok, train.vocab_size)
+    if kind == "unigram":
+        tok = _canonical_unigram(tok, Tokenizer)
+    _add_post_processor(tok, kind, specials, processors)
+    return _wrap(tok, kind, specials, max_length)
+
+
+@contextmanager
+def stdout_to_stderr():
+    """Point file descriptor 1 at stderr for a while: the Rust trainer's progress must not reach stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _canonical_unigram(tok, tokenizer_cls):
+    # The trainer sums scores in parallel (last-digit noise) and orders equal scores as a hash map
+    # happens to; round and sort so the same data always gives the same tokenizer (specials first).
+    spec = json.loads(tok.to_str())
+    model = spec["model"]
+    vocab = [[piece, round(score, 6)] for piece, score in model["vocab"]]
+    # Characters the trainer appends last (to cover the alphabet) get made-up descending scores in
+    # hash-map order: give the same scores to the same characters in sorted order.
+    tail = len(vocab)
+    while tail > 0 and len(vocab[tail - 1][0]) == 1 and vocab[tail - 1][0] not in SPECIAL_NAMES:
+        tail -= 1
+    scores = sorted((p[1] for p in vocab[tail:]), reverse=True)
+    vocab[tail:] = [[c, sc] for c, sc in zip(sorted(p[0] for p in vocab[tail:]), scores, strict=True)]
+    model["vocab"] = vocab
+    specials = [p for p in model["vocab"] if p[0] in SPECIAL_NAMES]
+    rest = sorted((p for p in model["vocab"] if p[0] not in SPECIAL_NAMES), key=lambda p: (-p[1], p[0]))
+    model["vocab"] = specials + rest
+    model["unk_id"] = [p[0] for p in model["vocab"]].index(SPECIALS["unigram"]["unk_token"])
+    return tokenizer_cls.from_str(json.dumps(spec))
+
+
+def _check_vocab_floor(kind: str, vocab_size: int, n_specials: int) -> None:
+    floor = n_specials + (BYTE_ALPHABET if kind == "bpe" else 1)
+    if vocab_size < floor:
+        raise InputError(
+            f"tokenizer.train.vocab_size {vocab_size} is smaller than the {n_specials} special tokens"
+            + (f" + {BYTE_ALPHABET} byte alphabet" if kind == "bpe" else " + the alphabet"),
+            f"use a vocab_size of at least {floor} (a few thousand for real text)",
+        )
+
+
+def _check_trained_size(tok, vocab_size: int) -> None:
+    # WordPiece keeps every character it saw even past vocab_size; a vocabulary that overshoots means the
+    # special tokens plus the alphabet did not fit, and the model would be built with the wrong size.
+    size = tok.get_vocab_size(with_added_tokens=True)
+    if size > vocab_size:
+        raise InputError(
+            f"tokenizer.train.vocab_size {vocab_size} is smaller than the special tokens + alphabet of the "
+            f"train split ({size} entries needed)",
+            f"use a vocab_size of at least {size}",
+        )
+
+
+def _add_post_processor(tok, kind: str, specials: dict[str, str], processors) -> None:
+    if kind == "wordpiece":
+        cls, sep = specials["cls_token"], specials["sep_token"]
+        single, pair = f"{cls} $A {sep}", f"{cls} $A {sep} $B:1 {sep}:1"
+    else:
+        cls, sep = specials["bos_token"], specials["eos_token"]
+        single, pair = f"{cls} $A {sep}", f"{cls} $A {sep} {sep} $B {sep}"
+    ids = [(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))]
+    tok.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=ids)
+    if kind == "bpe":
+        # Byte-level BPE keeps offsets on the raw text (RoBERTa's trim_offsets), after the template.
+        tok.post_processor = processors.Sequence(
+            [processors.ByteLevel(trim_offsets=False), tok.post_processor]
+        )
+
+
+def _wrap(tok, kind: str, specials: dict[str, str], max_length: int):
+    from transformers import PreTrainedTokenizerFast
+
+    extra = {}
+    if kind != "wordpiece":
+        # RoBERTa / XLM-R naming: <s> is also the classifier token, </s> the separator.
+        extra = {"cls_token": specials["bos_token"], "sep_token": specials["eos_token"]}
+    inputs = (
+        ["input_ids", "token_type_ids", "attention_mask"]
+        if kind == "wordpiece"
+        else ["input_ids", "attention_mask"]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, model_max_length=max_length, model_input_names=inputs, **specials, **extra
+    )
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """Return an existing fast tokenizer from a local dir (or the Hub when online), checked for use here."""
+    from transformers import AutoTokenizer
+
+    local = Path(name_or_path).expanduser()
+    if not local.exists() and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise InputError(
+            f"tokenizer not found: {name_or_path} (not a local dir, and HF_HUB_OFFLINE is set)",
+            "give the path of a tokenizer or model dir, or set tokenizer.train to train one",
+        )
+    if trust_remote_code:
+        log.warning("trust_remote_code is on: running the tokenizer code that %s ships", name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(local) if local.exists() else name_or_path, trust_remote_code=trust_remote_code
+        )
+    except Exception as exc:
+        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
+            raise
+        raise InputError(f"{name_or_path}: cannot load a tokenizer from it ({exc})") from None
+    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
+        raise InputError(
+            f"{name_or_path}: not a fast (tokenizers-backed) tokenizer", "give one with a tokenizer.json"
+        )
+    return tokenizer
+
+
+def tokenizer_type(tokenizer) -> str:
+    """Return the tokenizer model's family in lower case (wordpiece, bpe, unigram, wordlevel)."""
+    return json.loads(tokenizer.backend_tokenizer.to_str())["model"]["type"].lower()
+
+
+def source_files(name_or_path: str) -> list[Path]:
+    """Return the files of a local tokenizer that decide what it does (for the cache key)."""
+    local = Path(name_or_path).expanduser()
+    if not local.is_dir():
+        return []
+    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt")
+    return [local / n for n in names if (local / n).exists()]
