@@ -15,6 +15,11 @@ from hfllm.output import setup_logging
 # name -> "module:function". Only commands that work are listed; the modules import nothing heavy.
 COMMANDS: dict[str, str] = {
     "preprocess": "hfllm.commands.preprocess:preprocess",
+    "pretrain": "hfllm.commands.pretrain:pretrain",
+    "finetune": "hfllm.commands.finetune:finetune",
+    "evaluate": "hfllm.commands.evaluate:evaluate",
+    "predict": "hfllm.commands.predict:predict",
+    "demo": "hfllm.commands.demo:demo",
 }
 GROUPS: dict[str, str] = {
     "config": "hfllm.commands.config_cmd:app",

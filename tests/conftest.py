@@ -53,3 +53,32 @@ def run_cli(*args: str, input: str | None = None, cwd: Path | None = None, timeo
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# --- fine-tuning, evaluate, predict (tests/fixtures/finetune/build.py) ---
+
+
+def _finetune_builders():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "fixtures" / "finetune" / "build.py"
+    spec = importlib.util.spec_from_file_location("hfllm_finetune_fixture_build", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def ft_build():
+    """The builders of tests/fixtures/finetune/build.py (tiny model, supervised data dirs)."""
+    return _finetune_builders()
+
+
+@pytest.fixture(scope="session")
+def ft_tiny(ft_build, tmp_path_factory):
+    """A tiny masked-LM model dir (2 layers, hidden 32) and its tokenizer, built once per session."""
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("ft-tiny")
+    model_dir = ft_build.tiny_model_dir(root / "model")
+    return model_dir, AutoTokenizer.from_pretrained(str(model_dir))

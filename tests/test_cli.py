@@ -14,7 +14,8 @@ from hfllm.config import load_any
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "datasets", "accelerate")
-CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+# rglob does not enter configs/demo, a symlink to the package's demo configs: glob it too.
+CONFIGS = sorted({*(REPO / "configs").rglob("*.yaml"), *(REPO / "configs" / "demo").glob("*.yaml")})
 STARTERS = sorted((REPO / "hfllm" / "config" / "starters").glob("*.yaml"))
 
 

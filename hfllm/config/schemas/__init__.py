@@ -24,4 +24,6 @@ def schema_for(kind: str) -> type[BaseModel]:
     return getattr(importlib.import_module(module), name)
 
 
+register("pretrain", "hfllm.config.schemas.pretrain:PretrainConfig")
+register("finetune", "hfllm.config.schemas.finetune:FinetuneConfig")
 register("preprocess", "hfllm.config.schemas.preprocess:PreprocessConfig")

@@ -1,0 +1,131 @@
+"""The `hfllm pretrain` config: data dir, model (from scratch or a checkpoint), masking, training."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from hfllm.config.schemas.base import Section, training_section
+
+# hfllm's defaults for a masked-LM run; every key is a TrainingArguments field and the user's keys win.
+PRETRAIN_TRAINING_DEFAULTS: dict[str, Any] = {
+    "num_train_epochs": 1.0,
+    "max_steps": -1,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "gradient_accumulation_steps": 1,
+    # True makes Transformers 5.24 report losses multiplied by the world size under torchrun on CPU
+    # (eval_loss 13.3 instead of 6.7 with 2 processes); blocks have equal lengths, so per-process means agree.
+    "average_tokens_across_devices": False,
+    "learning_rate": 5.0e-4,
+    "weight_decay": 0.01,
+    "warmup_steps": 0.05,
+    "lr_scheduler_type": "linear",
+    "eval_strategy": "steps",
+    "eval_steps": 500,
+    "eval_on_start": True,
+    "save_strategy": "steps",
+    "save_steps": 500,
+    "save_total_limit": 2,
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "loss",
+    "greater_is_better": False,
+    "logging_steps": 50,
+    "logging_first_step": True,
+    # A NaN loss must reach the non-finite check instead of being averaged away in the logs.
+    "logging_nan_inf_filter": False,
+    "report_to": ["tensorboard"],
+    "include_num_input_tokens_seen": "all",
+    "seed": 42,
+    "dataloader_num_workers": 0,
+}
+
+
+class ModelSection(Section):
+    """Which model to train: a new one of `type` (from scratch), or a checkpoint at `name_or_path`."""
+
+    type: str | None = Field(
+        "bert",
+        description="Transformers model type with a masked-LM head, built from scratch (bert, roberta, "
+        "distilbert, electra, modernbert, ...). Ignored when `name_or_path` is set.",
+    )
+    name_or_path: str | None = Field(
+        None,
+        description="Continue pretraining from this local model dir (or Hub name when online). Its tokenizer "
+        "must be the one the data was tokenized with.",
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides of the model config (hidden_size, num_hidden_layers, num_attention_heads, "
+        "intermediate_size, hidden_dropout_prob, ...). vocab_size, special token ids and "
+        "max_position_embeddings come from the tokenizer and the data unless given here.",
+    )
+    output_bias_init: Literal["zero", "unigram"] = Field(
+        "zero",
+        description="New models only: start the masked-LM output bias at zero, or at the log token "
+        "frequencies of the train split (the model then starts at the unigram baseline instead of "
+        "spending its first steps learning word frequencies).",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the checkpoint dir (off by default)."
+    )
+    allow_pickle: bool = Field(
+        False,
+        description="Allow loading pickle weights (.bin) from `name_or_path`; safetensors only otherwise.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSection:
+        if self.type is None and self.name_or_path is None:
+            raise ValueError(
+                "set `model.type` (from scratch) or `model.name_or_path` (continue a checkpoint)"
+            )
+        return self
+
+
+class MaskingSection(Section):
+    """How tokens are masked for the masked-LM objective (DataCollatorForLanguageModeling)."""
+
+    mlm_probability: float = Field(0.15, ge=0.0, le=1.0, description="Share of tokens chosen for prediction.")
+    whole_word_mask: bool = Field(
+        False,
+        description="Mask all pieces of a word together (random replacement is then off, as in Transformers).",
+    )
+    mask_replace_prob: float = Field(
+        0.8, ge=0.0, le=1.0, description="Of the chosen tokens, share replaced by [MASK]."
+    )
+    random_replace_prob: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Of the chosen tokens, share replaced by a random token (the rest stay).",
+    )
+    seed: int | None = Field(
+        None,
+        description="Seed of the masks; defaults to `training.seed`. Masks depend only on seed, epoch and text.",
+    )
+
+    @model_validator(mode="after")
+    def _sum_at_most_one(self) -> MaskingSection:
+        if self.mask_replace_prob + self.random_replace_prob > 1.0:
+            raise ValueError("mask_replace_prob + random_replace_prob must not exceed 1")
+        return self
+
+
+class PretrainConfig(Section):
+    """`hfllm pretrain`: masked-language-model pretraining on a data dir written by `hfllm preprocess`."""
+
+    kind: Literal["pretrain"] = "pretrain"
+    data_dir: str = Field(
+        description="Data dir written by `hfllm preprocess` (splits, tokenizer/, manifest.json)."
+    )
+    output_dir: str = Field(
+        "runs/pretrain", description="Run dir: config.yaml, checkpoints/, model/, metrics.json."
+    )
+    model: ModelSection = Field(default_factory=ModelSection, description="The model to train.")
+    masking: MaskingSection = Field(default_factory=MaskingSection, description="Masked-LM masking.")
+    training: training_section(PRETRAIN_TRAINING_DEFAULTS) = Field(  # type: ignore[valid-type]
+        description="transformers.TrainingArguments fields over hfllm's pretraining defaults "
+        "(output_dir is the run dir's checkpoints/ and is set by hfllm)."
+    )

@@ -1,0 +1,1 @@
+"""Evaluation: task-aware metrics on gathered predictions, reports, plots, and batch prediction."""

@@ -1,0 +1,148 @@
+"""The labelled data of a fine-tuning run: a supervised data dir, or raw files preprocessed on the spot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hfllm.data.datadir import DataDir, open_data_dir, tokenizer_fingerprint
+from hfllm.errors import ConfigError, InputError
+from hfllm.evaluation.tasks import MULTI, REGRESSION, SINGLE, TOKEN
+from hfllm.output import log
+
+
+def preprocess_config(config: Any, model_source: str, output_dir: Path) -> dict[str, Any]:
+    """Return the `hfllm preprocess` config (as a mapping) that tokenizes raw files with the model's tokenizer."""
+    data = config.data
+    mapping: dict[str, Any] = {
+        "kind": "preprocess",
+        "task": config.task,
+        "output_dir": str(output_dir),
+        "data": {
+            "files": list(data.files),
+            "text_column": data.text_column,
+            "label_column": data.label_column,
+        },
+        "tokenizer": {"name_or_path": model_source},
+        "packing": {"mode": "supervised", "max_length": data.max_length},
+    }
+    if data.text_pair_column:
+        mapping["data"]["text_pair_column"] = data.text_pair_column
+    if config.task == TOKEN and config.label_all_tokens:
+        mapping["packing"]["label_all_tokens"] = True
+    if config.problem_type:
+        mapping["problem_type"] = config.problem_type
+    return _merge(mapping, data.preprocess)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def preprocess_raw_files(config: Any, model_source: str, output_dir: Path) -> DataDir:
+    """Return the data dir made from `data.files` with the model's tokenizer (reused when already complete)."""
+    from hfllm.config import validate_config
+    from hfllm.config.schemas.preprocess import PreprocessConfig
+
+    try:
+        from hfllm.data.pipeline import run_preprocess
+    except ImportError:
+        raise ConfigError(
+            "data.files: this hfllm cannot preprocess raw files yet",
+            "run `hfllm preprocess` with packing.mode: supervised and set data.dir",
+        ) from None
+    mapping = preprocess_config(config, model_source, output_dir)
+    pre_config = validate_config(PreprocessConfig, mapping, {}, "finetune data.files (preprocess settings)")
+    log.info(
+        "preprocessing %d raw file(s) with the model's tokenizer into %s", len(config.data.files), output_dir
+    )
+    run_preprocess(pre_config, force=False)
+    return open_data_dir(output_dir)
+
+
+def check_supervised(data: DataDir, splits: Any, task: str) -> None:
+    """Raise InputError unless the data dir holds labelled data for `task`."""
+    if "train" not in splits or len(splits["train"]) == 0:
+        raise InputError(f"{data.path}: the train split is missing or empty")
+    missing = [name for name, split in splits.items() if "labels" not in split.column_names]
+    if missing:
+        raise InputError(
+            f"{data.path}: no `labels` column in split(s) {', '.join(missing)}: this data dir has no labels "
+            f"(packing mode {data.manifest.get('mode') or data.manifest.get('packing', {}).get('mode')!r})",
+            "preprocess labelled data with packing.mode: supervised and data.label_column, then finetune on it",
+        )
+    recorded = data.manifest.get("task")
+    if recorded and recorded != task:
+        raise InputError(
+            f"{data.path}: the data was preprocessed for {recorded}, not {task}", f"set task: {recorded}"
+        )
+
+
+def resolve_problem_type(config: Any, data: DataDir, splits: Any) -> str | None:
+    """Return the problem type: the config's, else the manifest's, else guessed from the labels column."""
+    if config.task == TOKEN:
+        return None
+    recorded = data.manifest.get("problem_type")
+    guessed = _guess_problem_type(splits["train"])
+    chosen = config.problem_type or recorded or guessed
+    if config.problem_type and recorded and config.problem_type != recorded:
+        raise ConfigError(
+            f"problem_type: {config.problem_type} differs from the data's {recorded} ({data.path}/manifest.json)",
+            "remove problem_type from the config to use the data's",
+        )
+    return chosen
+
+
+def _guess_problem_type(train: Any) -> str:
+    feature = train.features["labels"]
+    if hasattr(feature, "feature") or type(feature).__name__ in ("Sequence", "List", "LargeList"):
+        return MULTI
+    dtype = getattr(feature, "dtype", "int64")
+    return REGRESSION if str(dtype).startswith("float") else SINGLE
+
+
+def label_maps(
+    data: DataDir, problem_type: str | None
+) -> tuple[dict[str, int] | None, dict[int, str] | None]:
+    """Return (label2id, id2label) from the manifest; None for regression."""
+    if problem_type == REGRESSION:
+        return None, None
+    label2id = data.label2id
+    if not label2id:
+        raise InputError(
+            f"{data.path}/manifest.json: no label2id; rerun `hfllm preprocess` in supervised mode"
+        )
+    label2id = {str(k): int(v) for k, v in label2id.items()}
+    return label2id, {v: k for k, v in label2id.items()}
+
+
+def check_same_tokenizer(tokenizer: Any, data: DataDir, model_source: str) -> None:
+    """Raise InputError when the data was tokenized with another tokenizer than the model's."""
+    from hfllm.modeling.preflight import check_tokenizer_match
+
+    recorded = data.manifest.get("tokenizer", {}).get("fingerprint")
+    check_tokenizer_match(tokenizer_fingerprint(tokenizer), recorded, model_source, str(data.path))
+
+
+def class_weights(train: Any, num_labels: int, setting: Any, task: str) -> list[float] | None:
+    """Return per-class loss weights: None, the given list, or `balanced` = n / (k * count)."""
+    if setting == "none":
+        return None
+    if isinstance(setting, list):
+        if len(setting) != num_labels:
+            raise ConfigError(f"class_weights: {len(setting)} weights for {num_labels} labels")
+        return [float(w) for w in setting]
+    import numpy as np
+
+    labels = train.data.table.column("labels").combine_chunks()
+    if task == TOKEN:
+        labels = labels.flatten()
+    values = np.asarray(labels.to_numpy(zero_copy_only=False), dtype=np.int64)
+    values = values[values >= 0]
+    counts = np.bincount(values, minlength=num_labels).astype(np.float64)
+    return [float(len(values) / (num_labels * c)) if c else 0.0 for c in counts]

@@ -1,0 +1,1 @@
+"""Modeling: model and tokenizer builders, the masking collator, and preflight checks."""
