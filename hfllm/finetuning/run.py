@@ -33,7 +33,7 @@ def run_finetune(config: Any, resume: str = "auto", overwrite: bool = False) -> 
     started = time.time()
     run = prepare_run_dir(Path(config.output_dir), resume, overwrite, to_yaml(config), MUST_MATCH)
     if run.finished:
-        return _finished_result(run)
+        return _finished_result(run, config)
     source, is_local = model_source(config.model.name_or_path)
     if is_local:
         check_model_dir(Path(source), config.model.allow_pickle)
@@ -270,12 +270,18 @@ def _export(trainer: Any, tokenizer: Any, run: Any, config: Any, data: Any, metr
     write_metrics(run.metrics, metrics)  # last: a run dir with metrics.json and model/ is finished
 
 
-def _finished_result(run: Any) -> dict[str, Any]:
+def _finished_result(run: Any, config: Any) -> dict[str, Any]:
     import json
 
     metrics = json.loads(run.metrics.read_text(encoding="utf-8"))
     log.info("%s is a finished run; nothing to do (pass --overwrite to train again)", run.path)
-    return {"status": "finished", "run_dir": str(run.path), "model_dir": str(run.model), "metrics": metrics}
+    return {
+        "status": "finished",
+        "run_dir": str(run.path),
+        "model_dir": str(run.model),
+        "data_dir": config.data.dir or str(run.path / "data"),
+        "metrics": metrics,
+    }
 
 
 __all__ = ["InputError", "run_finetune"]
