@@ -32,9 +32,7 @@ test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
 demo: install
-	@# The full pipeline demo (`hfllm demo`) lands with the preprocess/pretrain/finetune commands.
-	$(BIN)/hfllm --version
-	$(BIN)/hfllm --help
+	$(BIN)/hfllm demo
 
 lint: install
 	$(BIN)/ruff check hfllm tests bench
@@ -46,6 +44,8 @@ format: install
 
 bench: install
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/preprocess.py
+	$(BIN)/python bench/pretrain.py
 
 docs: install
 	$(BIN)/python -m hfllm.config.reference > docs/config-reference.md.tmp && mv docs/config-reference.md.tmp docs/config-reference.md

@@ -122,3 +122,22 @@ def _accelerate_requested() -> str | None:
             if part.startswith(name + "="):
                 return part.split("=", 1)[1]
     return None
+
+
+def launch_if_asked(
+    num_processes: int | None,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    main_process_ip: str | None = None,
+    main_process_port: int | None = None,
+) -> int | None:
+    """Return torchrun's exit code when this command must run on several processes, else None."""
+    if in_worker() or ((num_processes or 1) <= 1 and num_machines <= 1):
+        return None
+    return relaunch(
+        num_processes or 1,
+        num_machines=num_machines,
+        machine_rank=machine_rank,
+        main_process_ip=main_process_ip,
+        main_process_port=main_process_port,
+    )

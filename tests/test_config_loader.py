@@ -174,3 +174,13 @@ def test_parse_yaml_records_positions():
     data, origins = parse_yaml("a:\n  b: [1, {c: 2}]\n", "f.yaml")
     assert data == {"a": {"b": [1, {"c": 2}]}}
     assert origins[("a", "b")] == "f.yaml:2:3" and origins[("a", "b", 1, "c")] == "f.yaml:2:11"
+
+
+def test_yaml_scalars_people_write_in_training_configs():
+    data, _ = parse_yaml("lr: 1e-3\nstrategy: no\nflag: true\nsteps: 10\n", "f.yaml")
+    assert data == {"lr": 0.001, "strategy": "no", "flag": True, "steps": 10}
+
+
+def test_set_accepts_exponent_floats(tmp_path):
+    cfg = load_config(Example, write(tmp_path, "data: {files: [a]}\n"), ["training.learning_rate=1e-3"])
+    assert cfg.training["learning_rate"] == 0.001

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from hfllm.commands.options import ConfigOpt, OutputDirOpt, SetOpt
+from hfllm.commands.options import (
+    ConfigOpt,
+    MachineRankOpt,
+    MainIpOpt,
+    MainPortOpt,
+    NumMachinesOpt,
+    OutputDirOpt,
+    SetOpt,
+)
 from hfllm.commands.pretrain import NumProcessesOpt, OverwriteOpt, ResumeOpt
 
 
@@ -15,6 +23,10 @@ def finetune(
     resume: ResumeOpt = "auto",
     overwrite: OverwriteOpt = False,
     num_processes: NumProcessesOpt = None,
+    num_machines: NumMachinesOpt = 1,
+    machine_rank: MachineRankOpt = 0,
+    main_process_ip: MainIpOpt = None,
+    main_process_port: MainPortOpt = None,
 ) -> None:
     """Fine-tune a local model for sequence classification (single/multi-label, regression) or token classification."""
     from hfllm.config import load_config
@@ -24,10 +36,11 @@ def finetune(
     cfg = load_config(
         FinetuneConfig, config, set_, flags={"output_dir": str(output_dir) if output_dir else None}
     )
-    if num_processes and num_processes > 1:
-        from hfllm.training.launch import relaunch
+    from hfllm.launch import launch_if_asked
 
-        raise typer.Exit(relaunch(num_processes))
+    code = launch_if_asked(num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
+    if code is not None:
+        raise typer.Exit(code)
     from hfllm.finetuning.run import run_finetune
     from hfllm.training.run import is_main_process
 

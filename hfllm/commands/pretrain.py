@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from hfllm.commands.options import ConfigOpt, OutputDirOpt, SetOpt
+from hfllm.commands.options import (
+    ConfigOpt,
+    MachineRankOpt,
+    MainIpOpt,
+    MainPortOpt,
+    NumMachinesOpt,
+    OutputDirOpt,
+    SetOpt,
+)
 
 ResumeOpt = Annotated[
     str,
@@ -32,6 +40,10 @@ def pretrain(
     resume: ResumeOpt = "auto",
     overwrite: OverwriteOpt = False,
     num_processes: NumProcessesOpt = None,
+    num_machines: NumMachinesOpt = 1,
+    machine_rank: MachineRankOpt = 0,
+    main_process_ip: MainIpOpt = None,
+    main_process_port: MainPortOpt = None,
 ) -> None:
     """Pretrain a masked language model on a data dir written by `hfllm preprocess`."""
     from hfllm.config import load_config
@@ -41,10 +53,11 @@ def pretrain(
     cfg = load_config(
         PretrainConfig, config, set_, flags={"output_dir": str(output_dir) if output_dir else None}
     )
-    if num_processes and num_processes > 1:
-        from hfllm.training.launch import relaunch
+    from hfllm.launch import launch_if_asked
 
-        raise typer.Exit(relaunch(num_processes))
+    code = launch_if_asked(num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
+    if code is not None:
+        raise typer.Exit(code)
     from hfllm.training.pretrain import run_pretrain
 
     result = run_pretrain(cfg, resume=resume, overwrite=overwrite)

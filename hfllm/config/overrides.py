@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from hfllm.config.yamlio import KeyPath, Origins
+from hfllm.config.yamlio import KeyPath, Origins, load_scalar
 from hfllm.errors import ConfigError
 
 
@@ -19,7 +19,7 @@ def parse_set(expr: str) -> tuple[KeyPath, Any]:
     if any(not p for p in parts):
         raise ConfigError(f"--set {expr!r}: empty part in key {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_scalar(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {expr!r}: value is not valid YAML: {exc}") from None
     return tuple(int(p) if p.isdigit() else p for p in parts), value

@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hfllm.errors import ConfigError
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML 1.2-style scalars on top of safe loading: `1e-3` is a float, `no`/`on` stay strings.
+
+    PyYAML follows YAML 1.1, where `learning_rate: 1e-3` is a string and `eval_strategy: no` is
+    false; both surprise people writing training configs.
+    """
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_scalar(text: str) -> Any:
+    """Return a YAML value parsed the way config files are (used by --set)."""
+    return yaml.load(text, Loader=ConfigLoader)
+
 
 # A key path inside a config, e.g. ("data", "files", 0); origins map it to "file:line:col".
 KeyPath = tuple[str | int, ...]
@@ -34,7 +69,7 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], Origins]:
 
 def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], Origins]:
     """Return the mapping in YAML text and the source:line:col of each key (safe loading only)."""
-    loader = yaml.SafeLoader(text)
+    loader = ConfigLoader(text)
     try:
         node = loader.get_single_node()
         origins: Origins = {}
@@ -56,7 +91,7 @@ def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], Origins]:
     return data, origins
 
 
-def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, origins: Origins, source: str) -> Any:
+def _construct(loader: ConfigLoader, node: yaml.Node, path: KeyPath, origins: Origins, source: str) -> Any:
     def where(n: yaml.Node) -> str:
         return f"{source}:{n.start_mark.line + 1}:{n.start_mark.column + 1}"
 
