@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -79,7 +80,7 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
             PreprocessConfig,
             "preprocess",
             "preprocess",
-            {"data.files": [str(corpus)], "output_dir": str(paths["data"])},
+            {"data.files": [_spelled(corpus)], "output_dir": str(paths["data"])},
         ),
     )
     pretrain = timed(
@@ -94,7 +95,11 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
     )
     classifiers = {}
     for name, model in (("finetune-scratch", str(paths["pretrain"] / "model")), ("finetune-minilm", None)):
-        flags = {"data.files": [str(classify)], "output_dir": str(paths[name]), "model.name_or_path": model}
+        flags = {
+            "data.files": [_spelled(classify)],
+            "output_dir": str(paths[name]),
+            "model.name_or_path": model,
+        }
         result = timed(name, run_finetune, config(FinetuneConfig, name, "finetune", flags))
         evaluation = timed(
             f"evaluate-{name}",
@@ -106,6 +111,17 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
         )
         classifiers[name] = {"finetune": result, "evaluate": evaluation}
     return _result(out, data, pretrain, classifiers, timings, time.time() - started)
+
+
+def _spelled(path: Path) -> str:
+    """Return `path` relative to the working dir when it lies below it, as configs/demo spell it.
+
+    The input paths are part of preprocess's cache key: `hfllm preprocess --config
+    configs/demo/preprocess.yaml` after `make demo` must find the demo's data up to date, not
+    rebuild it (and retrain a vocabulary the pretrained model no longer matches).
+    """
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def _samples(out: Path, quick: bool) -> tuple[Path, Path]:
