@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import typer
-
 from hfllm.commands.options import (
     ConfigOpt,
     MachineRankOpt,
     MainIpOpt,
     MainPortOpt,
     NumMachinesOpt,
+    NumProcessesOpt,
     OutputDirOpt,
+    OverwriteOpt,
+    ResumeOpt,
     SetOpt,
+    run_training_command,
 )
-from hfllm.commands.pretrain import NumProcessesOpt, OverwriteOpt, ResumeOpt
 
 
 def finetune(
@@ -29,21 +30,17 @@ def finetune(
     main_process_port: MainPortOpt = None,
 ) -> None:
     """Fine-tune a local model for sequence classification (single/multi-label, regression) or token classification."""
-    from hfllm.config import load_config
-    from hfllm.config.schemas.finetune import FinetuneConfig
-    from hfllm.output import emit
-
-    cfg = load_config(
-        FinetuneConfig, config, set_, flags={"output_dir": str(output_dir) if output_dir else None}
+    run_training_command(
+        "hfllm.config.schemas.finetune:FinetuneConfig",
+        "hfllm.finetuning.run:run_finetune",
+        config,
+        set_,
+        output_dir,
+        resume,
+        overwrite,
+        num_processes=num_processes,
+        num_machines=num_machines,
+        machine_rank=machine_rank,
+        main_process_ip=main_process_ip,
+        main_process_port=main_process_port,
     )
-    from hfllm.launch import launch_if_asked
-
-    code = launch_if_asked(num_processes, num_machines, machine_rank, main_process_ip, main_process_port)
-    if code is not None:
-        raise typer.Exit(code)
-    from hfllm.finetuning.run import run_finetune
-    from hfllm.training.run import is_main_process
-
-    result = run_finetune(cfg, resume=resume, overwrite=overwrite)
-    if is_main_process():
-        emit(result)

@@ -19,10 +19,19 @@ OutputDirOpt = Annotated[
     Path | None, typer.Option("--output-dir", "-o", help="Where to write (overrides output_dir).")
 ]
 NumProcessesOpt = Annotated[
-    int,
+    int | None,
+    typer.Option("--num-processes", min=1, help="Data-parallel processes on this machine (torchrun)."),
+]
+ResumeOpt = Annotated[
+    str,
     typer.Option(
-        "--num-processes", help="Data-parallel processes per machine (torchrun; gloo on CPU, NCCL on GPU)."
+        "--resume",
+        help="auto: continue from the newest complete checkpoint (a finished run does nothing); "
+        "never: refuse a non-empty run dir; or a checkpoint dir to resume from.",
     ),
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Remove this run's earlier outputs and start again.")
 ]
 NumMachinesOpt = Annotated[int, typer.Option("--num-machines", help="Machines in a multi-node run.")]
 MachineRankOpt = Annotated[int, typer.Option("--machine-rank", help="This machine's rank (0 .. machines-1).")]
@@ -30,3 +39,38 @@ MainIpOpt = Annotated[str | None, typer.Option("--main-process-ip", help="Addres
 MainPortOpt = Annotated[
     int | None, typer.Option("--main-process-port", help="Port on machine rank 0 (29500).")
 ]
+
+
+def run_training_command(
+    schema: str,
+    runner: str,
+    config,
+    sets: list[str] | None,
+    output_dir,
+    resume: str,
+    overwrite: bool,
+    **launch,
+) -> None:
+    """Load a training config, relaunch under torchrun if asked, run it and print rank 0's result.
+
+    `schema` and `runner` are "module:name" so that nothing heavy is imported at start-up.
+    """
+    import importlib
+
+    from hfllm.config import load_config
+    from hfllm.launch import is_main_process, launch_if_asked
+    from hfllm.output import emit
+
+    def resolve(target: str):
+        module, _, name = target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    cfg = load_config(
+        resolve(schema), config, sets, flags={"output_dir": str(output_dir) if output_dir else None}
+    )
+    code = launch_if_asked(**launch)
+    if code is not None:
+        raise typer.Exit(code)
+    result = resolve(runner)(cfg, resume=resume, overwrite=overwrite)
+    if is_main_process():
+        emit(result)

@@ -7,7 +7,6 @@ checkpoints/.tmp-checkpoint-N/), model/, metrics.json, loss.png, tensorboard/.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import yaml
 
 from hfllm.errors import ConfigError, InputError
 from hfllm.fsutil import atomic_write_text
+from hfllm.launch import is_main_process
 from hfllm.output import log
 from hfllm.training.checkpoints import TMP_PREFIX, checkpoint_step, complete_checkpoints, is_complete
 
@@ -74,11 +74,6 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
-
-
-def is_main_process() -> bool:
-    """Return whether this is rank 0 (or the only process): the one that writes shared files."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 def is_finished(path: Path) -> bool:
