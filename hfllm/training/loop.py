@@ -35,7 +35,8 @@ def train(trainer: Any, run: RunDir, how_to_resume: str = "rerun the same comman
     a NaN or infinite loss stops the run with an error naming the step.
     """
     from hfllm.errors import HfllmError
-    from hfllm.training.callbacks import GracefulStop, NonFiniteLossCallback
+    from hfllm.training.callbacks import NonFiniteLossCallback
+    from hfllm.training.signals import GracefulStop
 
     resume = str(run.resume_from) if run.resume_from is not None else None
     if resume is not None:

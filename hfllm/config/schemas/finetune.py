@@ -17,6 +17,8 @@ FINETUNE_TRAINING_DEFAULTS: dict[str, Any] = {
     "per_device_train_batch_size": 16,
     "per_device_eval_batch_size": 64,
     "gradient_accumulation_steps": 1,
+    # Transformers 5 multiplies the reported loss by the world size when this is on.
+    "average_tokens_across_devices": False,
     "learning_rate": 5.0e-5,
     "weight_decay": 0.01,
     "warmup_steps": 0.1,
