@@ -10,7 +10,7 @@ import typer
 
 from hfllm import __version__
 from hfllm.errors import EXIT_SIGINT, EXIT_SIGTERM, EXIT_UNEXPECTED, HfllmError, Interrupted
-from hfllm.output import setup_logging
+from hfllm.output import rank_prefix, setup_logging
 
 # name -> "module:function". Only commands that work are listed; the modules import nothing heavy.
 COMMANDS: dict[str, str] = {
@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     except HfllmError as exc:
         if debug:
             raise
-        sys.stderr.write(f"hfllm: error: {exc}\n")
+        sys.stderr.write(f"{rank_prefix()}hfllm: error: {exc}\n")
         sys.exit(exc.exit_code)
     except Exception as exc:  # anything unexpected: say what, hide the traceback unless --debug
         if debug:
             raise
         sys.stderr.write(
-            f"hfllm: unexpected error: {type(exc).__name__}: {exc}\n  rerun with --debug for the traceback\n"
+            f"{rank_prefix()}hfllm: unexpected error: {type(exc).__name__}: {exc}\n  rerun with --debug for the traceback\n"
         )
         sys.exit(EXIT_UNEXPECTED)

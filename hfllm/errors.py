@@ -42,3 +42,10 @@ class Interrupted(HfllmError):
     def __init__(self, message: str, exit_code: int = EXIT_SIGINT):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def first_line(exc: BaseException) -> str:
+    """Return the first line of an exception's message (its type name when it has none), for a
+    one-line error that names what a library refused."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -17,10 +17,15 @@ def emit(result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def rank_prefix() -> str:
+    """Return "[rank N] " when this process is one of several, else ""."""
+    rank = os.environ.get("RANK")
+    return f"[rank {rank}] " if rank is not None and os.environ.get("WORLD_SIZE", "1") != "1" else ""
+
+
 def setup_logging(quiet: bool = False, debug: bool = False) -> None:
     """Send hfllm's log lines to stderr, with the process rank when there is more than one."""
-    rank = os.environ.get("RANK")
-    prefix = f"[rank {rank}] " if rank is not None and os.environ.get("WORLD_SIZE", "1") != "1" else ""
+    prefix = rank_prefix()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{prefix}hfllm: %(message)s"))
     log.handlers[:] = [handler]

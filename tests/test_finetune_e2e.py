@@ -200,7 +200,7 @@ def test_finetune_from_raw_files_and_resume(tmp_path, ft_tiny):
     assert Path(first.json["data_dir"]) == tmp_path / "run" / "data"
     assert (tmp_path / "run" / "data" / "manifest.json").is_file()
     again = run_cli("--quiet", "finetune", "--config", config)
-    assert again.returncode == 0 and again.json["status"] == "finished"
+    assert again.returncode == 0 and again.json["status"] == "already_finished"
     # An interrupted run (checkpoints, but no model/ and metrics.json yet) resumes from its newest checkpoint.
     import shutil
 

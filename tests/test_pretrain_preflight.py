@@ -146,7 +146,8 @@ def test_training_settings_build_real_training_arguments(tmp_path):
 
     for path in sorted((REPO / "configs" / "pretrain").glob("*.yaml")):
         settings = training_settings(load_any(path), RunDir(tmp_path), has_eval=True)
-        settings.update(bf16=False, use_cpu=True)  # bert-base.yaml asks for bf16, meant for GPUs
+        # GPU-only settings (bf16, FSDP, DeepSpeed) are checked in tests/test_scale_configs.py.
+        settings.update(bf16=False, use_cpu=True, fsdp=None, fsdp_config=None, deepspeed=None)
         args = build_training_arguments(settings)
         assert args.output_dir == str(tmp_path / "checkpoints") and not args.remove_unused_columns
 

@@ -33,6 +33,14 @@ ResumeOpt = Annotated[
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Remove this run's earlier outputs and start again.")
 ]
+ResumeForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume-force",
+        help="Resume even though the tokenizer, model size, max_length, world size or a checked config key "
+        "differs from the checkpoints' (a warning instead of a refusal).",
+    ),
+]
 NumMachinesOpt = Annotated[int, typer.Option("--num-machines", help="Machines in a multi-node run.")]
 MachineRankOpt = Annotated[int, typer.Option("--machine-rank", help="This machine's rank (0 .. machines-1).")]
 MainIpOpt = Annotated[str | None, typer.Option("--main-process-ip", help="Address of machine rank 0.")]
@@ -49,6 +57,7 @@ def run_training_command(
     output_dir,
     resume: str,
     overwrite: bool,
+    resume_force: bool = False,
     **launch,
 ) -> None:
     """Load a training config, relaunch under torchrun if asked, run it and print rank 0's result.
@@ -58,7 +67,8 @@ def run_training_command(
     import importlib
 
     from hfllm.config import load_config
-    from hfllm.launch import is_main_process, launch_if_asked
+    from hfllm.config.distributed import fsdp_enabled
+    from hfllm.launch import in_worker, is_main_process, launch_if_asked
     from hfllm.output import emit
 
     def resolve(target: str):
@@ -68,9 +78,14 @@ def run_training_command(
     cfg = load_config(
         resolve(schema), config, sets, flags={"output_dir": str(output_dir) if output_dir else None}
     )
-    code = launch_if_asked(**launch)
+    processes = (launch.get("num_processes") or 1) * (launch.get("num_machines") or 1)
+    if processes > 1 and not in_worker():
+        from hfllm.training.run import check_world_size_before_launch
+
+        check_world_size_before_launch(Path(cfg.output_dir), resume, overwrite, resume_force, processes)
+    code = launch_if_asked(needs_launcher=fsdp_enabled(cfg.training.get("fsdp")), **launch)
     if code is not None:
         raise typer.Exit(code)
-    result = resolve(runner)(cfg, resume=resume, overwrite=overwrite)
+    result = resolve(runner)(cfg, resume=resume, overwrite=overwrite, resume_force=resume_force)
     if is_main_process():
         emit(result)

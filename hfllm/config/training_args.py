@@ -14,6 +14,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from hfllm.config.distributed import check_distributed, check_runtime
 from hfllm.config.yamlio import Origins
 from hfllm.errors import ConfigError
 
@@ -80,8 +81,17 @@ def _accepts(annotation: ast.expr | None, value: Any) -> bool:
     return True
 
 
+# Checked by hfllm.config.distributed instead: Transformers 5.24 annotates `fsdp` as `str | None`
+# but takes true/false and lists too.
+OWN_CHECKS = ("fsdp",)
+
+
 def check_training_section(training: dict[str, Any], origins: Origins, source: str) -> None:
-    """Raise ConfigError for a `training:` key that TrainingArguments lacks or a value of the wrong type."""
+    """Raise ConfigError for a `training:` key or value that TrainingArguments would refuse.
+
+    Unknown keys, values of the wrong type, and FSDP / DeepSpeed settings that cannot work
+    (hfllm.config.distributed) are caught here, without importing torch.
+    """
     fields = training_arg_fields()
     for key, value in training.items():
         where = origins.get(("training", key), source)
@@ -93,13 +103,15 @@ def check_training_section(training: dict[str, Any], origins: Origins, source: s
                 else "the keys are the fields of transformers.TrainingArguments"
             )
             raise ConfigError(f"{where}: unknown key `training.{key}`", hint)
-        if not _accepts(fields[key], value):
+        if key not in OWN_CHECKS and not _accepts(fields[key], value):
             expected = ast.unparse(fields[key]) if fields[key] is not None else "?"
             raise ConfigError(f"{where}: `training.{key}` should be {expected}, got {value!r}")
+    check_distributed(training, origins, source)
 
 
 def build_training_arguments(training: dict[str, Any], source: str = "training"):
     """Return a real `transformers.TrainingArguments`; its own checks become ConfigErrors."""
+    check_runtime(training)
     from transformers import TrainingArguments
 
     try:

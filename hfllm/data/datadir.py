@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hfllm.errors import InputError
+from hfllm.errors import InputError, first_line
 
 MANIFEST = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
@@ -44,15 +44,40 @@ class DataDir:
         return self.path / TOKENIZER_DIR
 
     def load_tokenizer(self):
+        """Return the data's tokenizer; an unreadable tokenizer/ is an InputError naming it."""
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(self.tokenizer_path))
+        from hfllm.errors import HfllmError
+
+        try:
+            return AutoTokenizer.from_pretrained(str(self.tokenizer_path))
+        except Exception as exc:  # tokenizers raises plain Exceptions for a corrupt tokenizer.json
+            if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
+                raise
+            raise InputError(
+                f"{self.tokenizer_path}: cannot load the data's tokenizer ({first_line(exc)})",
+                "rerun `hfllm preprocess --force` for this data dir",
+            ) from None
 
     def load_splits(self):
-        """Return the DatasetDict (memory-mapped Arrow, nothing read into RAM)."""
+        """Return the DatasetDict (memory-mapped Arrow, nothing read into RAM).
+
+        A missing, unreadable or empty (zero-shard) split is an InputError that names it.
+        """
         from datasets import load_from_disk
 
-        return load_from_disk(str(self.path))
+        from hfllm.errors import HfllmError
+
+        try:
+            return load_from_disk(str(self.path))
+        except Exception as exc:  # datasets and pyarrow raise many types (OSError, ArrowInvalid, KeyError...)
+            if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
+                raise
+            _raise_for_bad_split(self.path)
+            raise InputError(
+                f"{self.path}: cannot read the splits ({type(exc).__name__}: {first_line(exc)})",
+                "rerun `hfllm preprocess --force` for this data dir",
+            ) from None
 
     @property
     def label2id(self) -> dict[str, int] | None:
@@ -62,6 +87,10 @@ class DataDir:
 def open_data_dir(path: Path, check_tokenizer: bool = True) -> DataDir:
     """Return the DataDir at `path` after checking it is complete and its tokenizer is the one recorded."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"{path} is a file, not a data dir", "give the directory that `hfllm preprocess` wrote"
+        )
     if not path.is_dir():
         raise InputError(
             f"data dir not found: {path}", "create it with `hfllm preprocess --config FILE --output-dir DIR`"
@@ -78,6 +107,11 @@ def open_data_dir(path: Path, check_tokenizer: bool = True) -> DataDir:
         raise InputError(
             f"{manifest_path}: unreadable manifest ({exc}); rerun `hfllm preprocess --force`"
         ) from None
+    if not isinstance(manifest, dict):
+        raise InputError(
+            f"{manifest_path}: a manifest is a JSON object, not {type(manifest).__name__}; "
+            "rerun `hfllm preprocess --force`"
+        )
     if manifest.get("format") != MANIFEST_FORMAT:
         raise InputError(
             f"{manifest_path}: written by an incompatible hfllm (format {manifest.get('format')!r})"
@@ -86,7 +120,8 @@ def open_data_dir(path: Path, check_tokenizer: bool = True) -> DataDir:
     if check_tokenizer:
         if not data.tokenizer_path.is_dir():
             raise InputError(f"{path}: no {TOKENIZER_DIR}/ beside the data; rerun `hfllm preprocess --force`")
-        recorded = manifest.get("tokenizer", {}).get("fingerprint")
+        info = manifest.get("tokenizer")
+        recorded = info.get("fingerprint") if isinstance(info, dict) else None
         actual = tokenizer_fingerprint(data.load_tokenizer())
         if recorded != actual:
             raise InputError(
@@ -95,3 +130,41 @@ def open_data_dir(path: Path, check_tokenizer: bool = True) -> DataDir:
                 "rerun `hfllm preprocess --force` so data and tokenizer match",
             )
     return data
+
+
+def _raise_for_bad_split(path: Path) -> None:
+    """Raise InputError naming the first split of dataset_dict.json that is empty, missing or unreadable."""
+    from datasets import Dataset
+
+    from hfllm.errors import HfllmError
+
+    again = "rerun `hfllm preprocess --force` for this data dir"
+    # datasets cannot load a split saved with zero rows (it has no shard); name the problem instead.
+    for split_dir in sorted(p for p in path.iterdir() if p.is_dir()):
+        if (split_dir / "state.json").exists() and not list(split_dir.glob("*.arrow")):
+            raise InputError(
+                f"{path}: the {split_dir.name} split is empty",
+                "give preprocess more text, or a smaller validation/test share",
+            )
+    try:
+        names = [
+            str(n) for n in json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(
+            f"{path / 'dataset_dict.json'}: missing or unreadable (it lists the splits)", again
+        ) from None
+    for name in names:
+        if not (path / name).is_dir():
+            raise InputError(
+                f"{path / name}: the {name} split is missing (dataset_dict.json lists it)", again
+            )
+        try:
+            Dataset.load_from_disk(str(path / name))
+        except Exception as exc:
+            if isinstance(exc, HfllmError):
+                raise
+            raise InputError(
+                f"{path / name}: the {name} split is unreadable (truncated or corrupt: {first_line(exc)})",
+                again,
+            ) from None

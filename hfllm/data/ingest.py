@@ -26,6 +26,7 @@ class Columns:
     tokens: str | None = None
     tags: str | None = None
     label_separator: str | None = None
+    numeric_label: bool = False  # problem_type regression: every label must be a number
 
     def needed(self) -> list[str]:
         return [c for c in (self.text, self.text_pair, self.label, self.tokens, self.tags) if c]
@@ -45,7 +46,14 @@ def columns_for(config) -> Columns:
     if config.task == "token-classification":
         return Columns(tokens=data.tokens_column, tags=data.tags_column)
     label = data.label_column if config.task == "sequence-classification" else None
-    return Columns(data.text_column, data.text_pair_column, label, label_separator=data.label_separator)
+    numeric = label is not None and config.problem_type == "regression"
+    return Columns(
+        data.text_column,
+        data.text_pair_column,
+        label,
+        label_separator=data.label_separator,
+        numeric_label=numeric,
+    )
 
 
 def features_for(cols: Columns):
@@ -153,24 +161,31 @@ def _label_text(value, cols: Columns, source: Source, row: int, stats: IngestSta
             f"{_where(source, row)}: missing label (column {cols.label!r})",
             "give every row a label, or remove the unlabelled rows",
         )
+    text, kind = _label_and_kind(value, cols)
+    if cols.numeric_label and kind not in ("int", "float"):
+        # Found here, the row is known; found later (when labels are encoded) it would not be.
+        raise InputError(
+            f"{_where(source, row)}: label {value!r} (column {cols.label!r}) is not a number, "
+            "but problem_type is regression",
+            "fix the label, or set problem_type to a classification type",
+        )
+    stats.label_kinds.add(kind)
+    return text
+
+
+def _label_and_kind(value, cols: Columns) -> tuple[str, str]:
     if isinstance(value, list):
-        stats.label_kinds.add("list")
-        return json.dumps([str(v) for v in value])
+        return json.dumps([str(v) for v in value]), "list"
     if isinstance(value, bool):
-        stats.label_kinds.add("str")
-        return str(value).lower()
+        return str(value).lower(), "str"
     if isinstance(value, int):
-        stats.label_kinds.add("int")
-        return str(value)
+        return str(value), "int"
     if isinstance(value, float):
-        stats.label_kinds.add("int" if value.is_integer() else "float")
-        return str(int(value)) if value.is_integer() else repr(value)
+        return (str(int(value)), "int") if value.is_integer() else (repr(value), "float")
     text = str(value).strip()
     if cols.label_separator:
-        stats.label_kinds.add("list")
-        return json.dumps([part.strip() for part in text.split(cols.label_separator) if part.strip()])
-    stats.label_kinds.add(_kind_of_text(text))
-    return text
+        return json.dumps([part.strip() for part in text.split(cols.label_separator) if part.strip()]), "list"
+    return text, _kind_of_text(text)
 
 
 def _kind_of_text(text: str) -> str:

@@ -126,9 +126,10 @@ def claim_output_dir(out: Path, force: bool) -> None:
                 "choose an empty or new --output-dir, or pass --force to write hfllm's files into it",
             )
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        out / MARKER, "written by `hfllm preprocess`; a dir without manifest.json is unfinished\n"
-    )
+    if not (out / MARKER).is_file():  # rewriting it would touch a finished data dir before any check
+        atomic_write_text(
+            out / MARKER, "written by `hfllm preprocess`; a dir without manifest.json is unfinished\n"
+        )
 
 
 def make_work_dir(out: Path) -> Path:

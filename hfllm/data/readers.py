@@ -61,13 +61,13 @@ def _open_zstd(source: Source):
 
 def check_not_binary(source: Source, head: bytes) -> None:
     """Raise InputError if the first bytes of a text input look binary (NUL bytes)."""
+    where = "standard input" if source.path == "-" else source.path
     if not head:
-        where = "standard input" if source.path == "-" else source.path
         raise InputError(f"{where}: file is empty", "give a file with at least one document")
     nul = head.find(b"\0")
     if nul >= 0:
         raise InputError(
-            f"{source.path}: looks like a binary file (NUL byte at offset {nul}), not text",
+            f"{where}: looks like a binary file (NUL byte at offset {nul}), not text",
             "give UTF-8 text (txt, jsonl, csv, tsv) or parquet; UTF-16 files must be converted to UTF-8",
         )
 

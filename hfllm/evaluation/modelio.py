@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
-from hfllm.errors import InputError
+from hfllm.errors import HfllmError, InputError, first_line
 from hfllm.evaluation.tasks import MASKED_LM, SEQUENCE, TOKEN, task_of
+from hfllm.modeling.preflight import check_weights
 from hfllm.output import log
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "vocab.json")
@@ -28,6 +31,7 @@ def check_model_dir(path: Path, allow_pickle: bool = False) -> None:
         )
     if not (path / "config.json").is_file():
         raise InputError(f"{path}: no config.json; is this a model dir?", "give a run's model/ dir")
+    _check_config_json(path / "config.json")
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise InputError(
             f"{path}: no tokenizer beside the model (none of {', '.join(TOKENIZER_FILES[:2])})",
@@ -38,16 +42,35 @@ def check_model_dir(path: Path, allow_pickle: bool = False) -> None:
             f"{path}: no .safetensors weights",
             "pickle weights (.bin) are refused; set model.allow_pickle: true only if you trust this file",
         )
+    check_weights(path)
+
+
+def _check_config_json(file: Path) -> None:
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise InputError(
+            f"{file}: not a readable model config (not JSON: {exc})", "save the model again (save_pretrained)"
+        ) from None
+    if not isinstance(config, dict):
+        raise InputError(f"{file}: a model config is a JSON object, not {type(config).__name__}")
 
 
 def load_tokenizer(source: str, is_local: bool, trust_remote_code: bool = False):
     """Return the fast tokenizer of a model dir (InputError when it is missing or not a fast one)."""
     from transformers import AutoTokenizer
 
+    if not is_local and (_offline() or _looks_like_path(source)):
+        raise InputError(
+            f"model dir not found: {source}",
+            "give a local model dir (config.json, *.safetensors, tokenizer files); Hub names work only online",
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{source}: cannot load the tokenizer: {_first_line(exc)}") from None
+    except Exception as exc:  # tokenizers raises plain Exceptions for a corrupt tokenizer.json
+        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
+            raise
+        raise InputError(f"{source}: cannot load the tokenizer: {first_line(exc)}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise InputError(
             f"{source}: the tokenizer is not a fast (Rust) tokenizer; hfllm needs tokenizer.json"
@@ -64,10 +87,20 @@ def load_for_inference(model_dir: Path, device: str | None = None):
     import torch
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(model_dir))
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir))
+    except (OSError, ValueError, KeyError) as exc:  # e.g. an unknown model_type
+        raise InputError(
+            f"{model_dir / 'config.json'}: cannot load the model config: {first_line(exc)}"
+        ) from None
     task = task_of(config, str(model_dir / "config.json"))
     tokenizer = load_tokenizer(str(model_dir), True)
-    model = auto_class(task).from_pretrained(str(model_dir), use_safetensors=True)
+    try:
+        model = auto_class(task).from_pretrained(str(model_dir), use_safetensors=True)
+    except Exception as exc:  # safetensors raises its own SafetensorError; shapes raise RuntimeError
+        if isinstance(exc, HfllmError):
+            raise
+        raise InputError(f"{model_dir}: cannot load the model weights: {first_line(exc)}") from None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer, task
 
@@ -113,13 +146,19 @@ def load_for_finetuning(
             ignore_mismatched_sizes=True,
             **kwargs,
         )
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # OSError, ValueError, safetensors' SafetensorError, RuntimeError (shapes)
+        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
+            raise
         raise InputError(
-            f"model.name_or_path: cannot load {source!r} for {task}: {_first_line(exc)}",
+            f"model.name_or_path: cannot load {source!r} for {task}: {first_line(exc)}",
             "give a local model dir (config.json, *.safetensors, tokenizer files); the Hub is used only when online",
         ) from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def _looks_like_path(name: str) -> bool:
+    # A Hub id is `name` or `namespace/name`; anything else the user meant as a local path.
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name

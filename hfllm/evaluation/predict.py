@@ -272,6 +272,11 @@ def run_predict(
                 f"{name}: empty input, nothing to predict",
                 "give lines of text, or JSON lines with a `text` field",
             )
+        if "\0" in first:  # text has no NUL bytes: do not load the model to skip every line of a binary
+            raise InputError(
+                f"{name}: looks like a binary file (NUL byte on line 1), not lines of text",
+                "give UTF-8 lines of text, or JSON lines with a `text` field",
+            )
         predictor = Predictor(Path(model_dir), batch_size, all_scores, top_k, max_length)
         started = time.time()
         try:

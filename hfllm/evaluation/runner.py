@@ -54,7 +54,7 @@ def run_evaluate(
         )
     # The data is checked first: a wrong --data or --split fails before the model is loaded.
     data = open_data_dir(Path(data_dir))
-    splits = data.load_splits()
+    splits = data.load_splits()  # a missing or unreadable split is an InputError naming it
     if split not in splits:
         raise InputError(
             f"{data_dir}: no split {split!r}; it has {', '.join(splits)}", "pass --split with one of those"
@@ -64,6 +64,9 @@ def run_evaluate(
     dataset = splits[split]
     if len(dataset) == 0:
         raise InputError(f"{data_dir}/{split}: the split is empty")
+    if task != MASKED_LM:
+        check_labels(model.config, data, dataset, task, str(data_dir))
+    # Every check passed: only now may earlier results in the output dir go.
     output_dir.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         (output_dir / name).unlink(missing_ok=True)
@@ -71,7 +74,6 @@ def run_evaluate(
         metrics, records = evaluate_masked_lm(model, tokenizer, dataset, batch_size, seed)
         files: dict[str, str] = {}
     else:
-        check_labels(model.config, data, dataset, task, str(data_dir))
         evaluator = evaluate_tokens if task == TOKEN else evaluate_sequences
         metrics, records = evaluator(model, tokenizer, dataset, batch_size)
         files = write_class_outputs(output_dir, metrics, f"{Path(model_dir).name} on {split}")
@@ -117,6 +119,11 @@ def check_labels(model_config: Any, data: DataDir, dataset: Any, task: str, data
     if "labels" not in dataset.column_names:
         raise InputError(
             f"{data_dir}: the split has no `labels` column; evaluate a classifier on supervised data"
+        )
+    if task == TOKEN and not {"tokens", "tags"} <= set(dataset.column_names):
+        raise InputError(
+            f"{data_dir}: token-classification data needs `tokens` and `tags` columns "
+            "(preprocess supervised mode with task: token-classification)"
         )
     if task != TOKEN and problem_type_of(model_config) == REGRESSION:
         if data.manifest.get("problem_type") not in (None, REGRESSION):

@@ -26,14 +26,36 @@ from hfllm.output import log
 MUST_MATCH = ("task", "problem_type", "label_all_tokens", "model", "data", "class_weights")
 
 
-def run_finetune(config: Any, resume: str = "auto", overwrite: bool = False) -> dict[str, Any]:
-    """Return the result of fine-tuning `config`: paths, the headline metrics and timings."""
-    from hfllm.training.run import is_finished, prepare_run_dir
+def run_finetune(
+    config: Any, resume: str = "auto", overwrite: bool = False, resume_force: bool = False
+) -> dict[str, Any]:
+    """Return the result of fine-tuning `config`: paths, the headline metrics and timings.
+
+    `resume_force`: resume even when the checkpoints were made with another tokenizer, model size,
+    max_length, label set, world size or MUST_MATCH setting (warn instead of refusing)."""
+    from hfllm.training.run import (
+        check_resume_facts,
+        is_finished,
+        planned_global_batch,
+        prepare_run_dir,
+        run_facts,
+    )
 
     started = time.time()
-    run = prepare_run_dir(Path(config.output_dir), resume, overwrite, to_yaml(config), MUST_MATCH)
+    run = prepare_run_dir(
+        Path(config.output_dir),
+        resume,
+        overwrite,
+        to_yaml(config),
+        MUST_MATCH,
+        start=False,
+        force=resume_force,
+    )
     if run.finished:
         return _finished_result(run, config)
+    from hfllm.launch import check_launch
+
+    check_launch(config.training)
     source, is_local = model_source(config.model.name_or_path)
     if is_local:
         check_model_dir(Path(source), config.model.allow_pickle)
@@ -42,8 +64,22 @@ def run_finetune(config: Any, resume: str = "auto", overwrite: bool = False) -> 
     problem_type = fdata.resolve_problem_type(config, data, splits)
     label2id, id2label = fdata.label_maps(data, problem_type)
     num_labels = 1 if problem_type == REGRESSION else len(label2id)
+    # The new head's weights are random: seed them, or two runs with one seed differ (the Trainer
+    # seeds only once the model exists).
+    from transformers import set_seed
+
+    set_seed(int(config.training.get("seed", 42)))
     model = load_for_finetuning(source, config.task, num_labels, id2label, problem_type, config.model)
     _preflight(model, splits, str(data.path))
+    facts = run_facts(
+        data.manifest.get("tokenizer", {}).get("fingerprint"),
+        data.manifest.get("max_length"),
+        model.config,
+        planned_global_batch(config.training),
+        labels=[id2label[i] for i in sorted(id2label)] if id2label else None,
+    )
+    check_resume_facts(run, facts, resume_force)
+    run.start()  # every check passed: now the run dir may change
     trainer = _build_trainer(config, run, model, tokenizer, splits, problem_type, id2label, num_labels)
     from hfllm.training.loop import train
 
@@ -123,7 +159,6 @@ def _build_trainer(config, run, model, tokenizer, splits, problem_type, id2label
         EarlyStoppingCallback,
     )
 
-    from hfllm.training.callbacks import NonFiniteLossCallback
     from hfllm.training.loop import trainer_class
 
     validation = splits["validation"] if "validation" in splits and len(splits["validation"]) else None
@@ -135,7 +170,7 @@ def _build_trainer(config, run, model, tokenizer, splits, problem_type, id2label
             FloatLabels(DataCollatorWithPadding(tokenizer)) if problem_type in (MULTI, REGRESSION) else None
         )
         collator = collator or DataCollatorWithPadding(tokenizer)
-    callbacks = [NonFiniteLossCallback()]
+    callbacks = []  # training.loop.train adds the signal and non-finite-loss callbacks
     if config.early_stopping.patience:
         callbacks.append(
             EarlyStoppingCallback(config.early_stopping.patience, config.early_stopping.threshold)
@@ -205,6 +240,7 @@ def _final_metrics(
     """Return train, validation and test metrics of the final (best) model."""
     from transformers import EarlyStoppingCallback
 
+    from hfllm.training.loop import global_batch_size
     from hfllm.training.run import stdout_to_stderr
 
     # The final evaluations are reports, not training decisions: early stopping must not watch them.
@@ -215,6 +251,8 @@ def _final_metrics(
             if name in splits and len(splits[name]):
                 values = trainer.evaluate(eval_dataset=splits[name], metric_key_prefix=name)
                 metrics[name] = clean({k.removeprefix(f"{name}_"): v for k, v in values.items()})
+    metrics["global_batch_size"] = global_batch_size(trainer.args)
+    metrics["world_size"] = trainer.args.world_size
     metrics["best_metric"] = {
         "name": trainer.args.metric_for_best_model,
         "value": trainer.state.best_metric,
@@ -245,9 +283,10 @@ def _headline(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _export(trainer: Any, tokenizer: Any, run: Any, config: Any, data: Any, metrics: dict[str, Any]) -> None:
-    from hfllm.training.export import export_model, model_card, plot_losses, write_metrics
+    from hfllm.training.export import export_model, full_state_dict, model_card, plot_losses, write_metrics
     from hfllm.training.run import is_main_process
 
+    state_dict = full_state_dict(trainer)  # every rank takes part under FSDP / DeepSpeed
     if not is_main_process():
         return
     summary = (
@@ -265,7 +304,7 @@ def _export(trainer: Any, tokenizer: Any, run: Any, config: Any, data: Any, metr
     if data.manifest.get("max_length"):
         # predict truncates to this by default: the length the model was trained on.
         tokenizer.model_max_length = int(data.manifest["max_length"])
-    export_model(trainer.model, tokenizer, run.model, card)
+    export_model(trainer.model, tokenizer, run.model, card, state_dict)
     plot_losses(trainer.state.log_history, run.loss_plot, title=f"finetune {config.task}")
     write_metrics(run.metrics, metrics)  # last: a run dir with metrics.json and model/ is finished
 
@@ -276,7 +315,7 @@ def _finished_result(run: Any, config: Any) -> dict[str, Any]:
     metrics = json.loads(run.metrics.read_text(encoding="utf-8"))
     log.info("%s is a finished run; nothing to do (pass --overwrite to train again)", run.path)
     return {
-        "status": "finished",
+        "status": "already_finished",
         "run_dir": str(run.path),
         "model_dir": str(run.model),
         "data_dir": config.data.dir or str(run.path / "data"),

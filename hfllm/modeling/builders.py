@@ -118,15 +118,22 @@ def load_pretrained(name_or_path: str, trust_remote_code: bool = False, allow_pi
             f"{path}: no .safetensors weights",
             "pickle weights (.bin) are refused; set model.allow_pickle: true only if you trust this file",
         )
+    if path.is_dir():
+        from hfllm.modeling.preflight import check_weights
+
+        check_weights(path)  # a truncated file is named here, not deep inside the loader
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForMaskedLM.from_pretrained(
             source, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True
         )
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # OSError, ValueError, safetensors' SafetensorError, tokenizers' Exception
+        from hfllm.errors import HfllmError, first_line
+
+        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
+            raise
         raise InputError(
-            f"model.name_or_path: cannot load a masked-LM model from {source!r}: {first}",
+            f"model.name_or_path: cannot load a masked-LM model from {source!r}: {first_line(exc)}",
             "give a local model dir (config.json, *.safetensors, tokenizer files); the Hub is used only when online",
         ) from None
     return model, tokenizer

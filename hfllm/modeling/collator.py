@@ -4,7 +4,8 @@ Why not the stock seeded collator: its generator state is neither saved in check
 with dataloader workers, so a resumed run (or one with a different number of workers or processes)
 masks different tokens than an uninterrupted one. Here each example's masks are drawn from a
 generator seeded by hash(seed, epoch, token ids): a resumed run sees exactly the same masks, and the
-masking itself is the library's own `torch_mask_tokens` (80/10/10, whole-word).
+masking itself is the library's own `torch_mask_tokens` (80/10/10, whole-word). A batch in which
+nothing was masked gets one [MASK] token, so its loss is never 0/0 (NaN).
 """
 
 from __future__ import annotations
@@ -89,8 +90,27 @@ def make_mlm_collator(tokenizer: Any, masking: Any, seed: int, pad_to_multiple_o
                 masked, label = self.torch_mask_tokens(row[None].clone(), row_special[None], offsets)
                 inputs.append(masked)
                 labels.append(label)
-            batch["input_ids"], batch["labels"] = torch.cat(inputs), torch.cat(labels)
+            inputs, labels = torch.cat(inputs), torch.cat(labels)
+            if not (labels != -100).any():
+                self._mask_one(batch["input_ids"], inputs, labels, special, examples)
+            batch["input_ids"], batch["labels"] = inputs, labels
             return batch
+
+        def _mask_one(self, original: Any, inputs: Any, labels: Any, special: Any, examples: Any) -> None:
+            """Mask one token of a batch in which nothing was masked (its loss would be 0/0 = NaN).
+
+            The token is drawn from the same (seed, epoch, example) hash, so resumed runs agree.
+            """
+            import torch
+
+            candidates = (special == 0).nonzero()
+            if len(candidates) == 0:
+                return  # only special tokens and padding: nothing can be predicted
+            first = np.concatenate([np.asarray(e["input_ids"]).ravel() for e in examples])
+            generator = torch.Generator().manual_seed(example_seed(self.seed, self.epoch, first))
+            row, col = candidates[torch.randint(len(candidates), (1,), generator=generator).item()].tolist()
+            labels[row, col] = original[row, col]
+            inputs[row, col] = self.tokenizer.mask_token_id
 
         def _offsets(self, row: Any) -> np.ndarray:
             """Synthetic character offsets where the pieces of a word touch and words are one apart."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from hfllm.errors import InputError
@@ -33,21 +35,45 @@ def check_tokenizer_match(
 
 
 def load_splits(data: Any) -> Any:
-    """Return the data dir's splits; an unreadable or empty (zero-shard) split becomes an InputError."""
+    """Return the data dir's splits (DataDir.load_splits: a missing, unreadable or empty split is an InputError)."""
+    return data.load_splits()
+
+
+SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024  # the format's own limit on the JSON header
+
+
+def check_safetensors(file: Path) -> None:
+    """Raise InputError unless `file` is a complete safetensors file (header readable, data all there).
+
+    Reads only the header, without torch: a truncated or foreign file is named before any model code runs.
+    """
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        header = handle.read(length) if 0 < length <= min(SAFETENSORS_HEADER_LIMIT, size - 8) else b""
     try:
-        return data.load_splits()
-    except (IndexError, ValueError, FileNotFoundError, OSError) as exc:
-        # datasets cannot load a split saved with zero rows (it has no shard); name the problem instead.
-        for split_dir in sorted(p for p in data.path.iterdir() if p.is_dir()):
-            if (split_dir / "state.json").exists() and not list(split_dir.glob("*.arrow")):
-                raise InputError(
-                    f"{data.path}: the {split_dir.name} split is empty",
-                    "give preprocess more text, or a smaller validation/test share",
-                ) from None
+        tensors = json.loads(header.decode("utf-8")) if header else None
+        end = max((int(t["data_offsets"][1]) for k, t in tensors.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        tensors = None
+    if tensors is None:
         raise InputError(
-            f"{data.path}: cannot read the splits ({type(exc).__name__}: {exc})",
-            "rerun `hfllm preprocess --force` for this data dir",
-        ) from None
+            f"{file}: not a readable safetensors file (corrupt or truncated header)",
+            "save the model again (save_pretrained), or copy the file again",
+        )
+    if 8 + length + end != size:
+        raise InputError(
+            f"{file}: truncated or corrupt safetensors file ({size} bytes; its header says "
+            f"{8 + length + end})",
+            "save the model again (save_pretrained), or copy the file again",
+        )
+
+
+def check_weights(model_dir: Path) -> None:
+    """Raise InputError when a safetensors file of a model dir is truncated or corrupt."""
+    for file in sorted(Path(model_dir).glob("*.safetensors")):
+        check_safetensors(file)
 
 
 def check_splits(splits: Any, data_dir: str) -> None:

@@ -7,6 +7,7 @@ on disk (fsync'ed); anything else is a `.tmp-` directory that the next run delet
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -40,9 +41,10 @@ def complete_checkpoints(checkpoints: Path) -> list[Path]:
 def rotate_checkpoints(
     checkpoints: Path, limit: int | None, keep: tuple[Path | None, ...] = ()
 ) -> list[Path]:
-    """Delete the oldest complete checkpoints beyond `limit`; never the newest nor any in `keep`.
+    """Delete the oldest complete checkpoints beyond `limit`; never the newest nor any in `keep` (the best).
 
-    Returns the deleted paths.
+    The `limit` newest are kept, and the best on top of them when it is older. Partial saves are not
+    touched. Returns the deleted paths.
     """
     if not limit or limit <= 0:
         return []
@@ -50,7 +52,14 @@ def rotate_checkpoints(
     kept = {p.resolve() for p in found[-limit:]} | {Path(p).resolve() for p in keep if p}
     deleted = [p for p in found if p.resolve() not in kept]
     for path in deleted:
-        shutil.rmtree(path, ignore_errors=True)
+        # Renamed first, so a kill during the deletion leaves a `.tmp-` dir the next run removes, never
+        # a checkpoint-N/ with files missing.
+        doomed = path.with_name(f"{TMP_PREFIX}{checkpoint_step(path)}-deleted")
+        try:
+            os.replace(path, doomed)
+        except OSError:
+            doomed = path
+        shutil.rmtree(doomed, ignore_errors=True)
     return deleted
 
 
@@ -85,6 +94,15 @@ class AtomicCheckpointMixin:
         step = self.state.global_step
         final = checkpoints / f"checkpoint-{step}"
         staging = checkpoints / f"{TMP_PREFIX}{step}"
+        try:
+            self._write_checkpoint(model, checkpoints, staging, final)
+        except OSError as exc:
+            # A full disk (or any failed write) must not leave a half checkpoint, nor a traceback.
+            shutil.rmtree(staging, ignore_errors=True)
+            raise checkpoint_write_error(exc, staging, final, self.args.save_total_limit) from exc
+
+    def _write_checkpoint(self, model: Any, checkpoints: Path, staging: Path, final: Path) -> None:
+        step = self.state.global_step
         if self.args.should_save:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
@@ -125,10 +143,35 @@ class AtomicCheckpointMixin:
     @staticmethod
     def _publish(staging: Path, final: Path) -> None:
         fsync_tree(staging)
+        replaced = None
         if final.exists():  # a save at the same step again (e.g. after resume): replace it
-            shutil.rmtree(final)
+            # Moved aside by a rename, not deleted, so no moment leaves a checkpoint-N/ half deleted.
+            replaced = final.with_name(f"{TMP_PREFIX}{checkpoint_step(final)}-replaced")
+            shutil.rmtree(replaced, ignore_errors=True)
+            os.replace(final, replaced)
         os.replace(staging, final)
         _fsync_dir(final.parent)
+        if replaced is not None:
+            shutil.rmtree(replaced, ignore_errors=True)
+
+
+def checkpoint_write_error(exc: OSError, staging: Path, final: Path, limit: int | None) -> Exception:
+    """Return the HfllmError for a checkpoint save that failed with `exc` (the partial save is gone)."""
+    from hfllm.errors import HfllmError
+
+    where = exc.filename or staging
+    previous = [p for p in complete_checkpoints(final.parent) if p != final]
+    kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HfllmError(
+            f"no space left on the device while saving {final.name} ({where}); the partial save was removed",
+            f"free space under {final.parent} or set training.save_total_limit (now {limit or 'unset'}) to keep "
+            f"fewer checkpoints, then rerun the same command to resume; {kept}",
+        )
+    return HfllmError(
+        f"could not write {final.name} ({where}): {exc.strerror or exc}; the partial save was removed",
+        f"check that {final.parent} is writable, then rerun the same command to resume; {kept}",
+    )
 
 
 def _path(value: str | None) -> Path | None:

@@ -12,13 +12,29 @@ from typing import Any
 from hfllm.fsutil import atomic_write_json, atomic_write_text
 
 
-def export_model(model: Any, tokenizer: Any, dest: Path, card: str) -> Path:
-    """Return `dest` after writing the model (safetensors), its tokenizer and README.md there atomically."""
+def full_state_dict(trainer: Any) -> dict[str, Any] | None:
+    """Return the whole model's state dict gathered from every rank under FSDP or DeepSpeed, else None.
+
+    Collective: every rank must call it (then rank 0 exports). A sharded model's own
+    save_pretrained fails ("invalid python storage") or would write only one shard.
+    """
+    if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
+        return trainer.accelerator.get_state_dict(trainer.model)
+    return None
+
+
+def export_model(
+    model: Any, tokenizer: Any, dest: Path, card: str, state_dict: dict[str, Any] | None = None
+) -> Path:
+    """Return `dest` after writing the model (safetensors), its tokenizer and README.md there atomically.
+
+    `state_dict`: the gathered weights of a sharded model (see `full_state_dict`).
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        model.save_pretrained(str(staging))
+        model.save_pretrained(str(staging), state_dict=state_dict)
         tokenizer.save_pretrained(str(staging))
         (staging / "README.md").write_text(card, encoding="utf-8")
         if dest.exists():
@@ -87,8 +103,10 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
 
 def loss_curves(log_history: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
     """Return the train and eval loss points (step, loss) from a Trainer's log history."""
+    from hfllm.training.mlm_metrics import eval_loss
+
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
-    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
+    evals = [(e["step"], eval_loss(e)) for e in log_history if "eval_loss" in e and "step" in e]
     return {"train": train, "eval": _dedupe(evals)}
 
 

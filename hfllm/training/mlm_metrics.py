@@ -8,20 +8,60 @@ from typing import Any
 import numpy as np
 
 
-def argmax_logits(logits: Any, labels: Any) -> Any:
-    """Return the predicted token ids, so evaluation keeps ids (8 bytes a token), not vocab-wide logits."""
+def mlm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+    """Return the masked-LM loss: summed over masked tokens, divided by the masked tokens of the whole
+    optimizer step (all accumulation steps and processes) when the Trainer counts them.
+
+    The model's own loss is a mean over this process's tokens: under N processes the gradient is then
+    a mean of means, not the gradient of one big batch, and with Transformers 5's
+    average_tokens_across_devices it is even scaled by N. Passed as the Trainer's compute_loss_func,
+    this makes N processes x batch B train like one process with batch N x B.
+    """
+    import torch
+
+    logits = outputs["logits"]
+    total = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
+    return total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)
+
+
+def mlm_eval_outputs(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
+    """Return (predicted ids, summed NLL per row, masked tokens per row) of one evaluation batch.
+
+    Evaluation keeps ids (8 bytes a token), not vocab-wide logits. The per-row sums make the
+    evaluation loss a mean over every masked token of the split, whatever the batch size or the
+    number of processes: the Trainer's own eval_loss averages batch means, and the batches (and
+    the rows Accelerate repeats to even them out across processes) change with both.
+    """
+    import torch
+
     if isinstance(logits, tuple):
         logits = logits[0]
-    return logits.argmax(dim=-1)
+    nll = torch.nn.functional.cross_entropy(
+        logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
+    )
+    return logits.argmax(dim=-1), nll.sum(dim=-1), (labels != -100).sum(dim=-1)
 
 
-def masked_accuracy(eval_pred: Any) -> dict[str, float]:
-    """Return {"masked_accuracy": share of masked tokens predicted exactly}."""
-    predictions, labels = eval_pred.predictions, eval_pred.label_ids
+def mlm_metrics(eval_pred: Any) -> dict[str, float]:
+    """Return masked_accuracy (share of masked tokens predicted exactly) and token_loss (mean NLL per
+    masked token over the whole split)."""
+    (predictions, nll_sums, counts), labels = eval_pred.predictions, eval_pred.label_ids
     masked = labels != -100
     total = int(masked.sum())
     correct = int((predictions[masked] == labels[masked]).sum()) if total else 0
-    return {"masked_accuracy": correct / total if total else 0.0}
+    tokens = float(np.sum(counts))
+    return {
+        "masked_accuracy": correct / total if total else 0.0,
+        "token_loss": float(np.sum(nll_sums)) / tokens if tokens else float("nan"),
+    }
+
+
+def eval_loss(entry: dict[str, Any]) -> float | None:
+    """Return the evaluation loss of a Trainer metrics or log entry: the per-token one when present."""
+    return entry.get("eval_token_loss", entry.get("eval_loss"))
 
 
 def perplexity(loss: float | None) -> float | None:

@@ -14,7 +14,14 @@ from hfllm.config.schemas.pretrain import PretrainConfig
 from hfllm.config.training_args import build_training_arguments
 from hfllm.data.datadir import DataDir, open_data_dir, tokenizer_fingerprint
 from hfllm.output import log
-from hfllm.training.run import RunDir, prepare_run_dir, stdout_to_stderr
+from hfllm.training.run import (
+    RunDir,
+    check_resume_facts,
+    planned_global_batch,
+    prepare_run_dir,
+    run_facts,
+    stdout_to_stderr,
+)
 
 # Settings a resumed run may not change: the checkpoints were made with them.
 RESUME_MUST_MATCH = (
@@ -28,12 +35,23 @@ RESUME_MUST_MATCH = (
 COLUMNS = ("input_ids", "attention_mask", "special_tokens_mask", "token_type_ids")
 
 
-def run_pretrain(config: PretrainConfig, resume: str = "auto", overwrite: bool = False) -> dict[str, Any]:
-    """Return the JSON summary of a pretraining run (or of the finished run already in output_dir)."""
+def run_pretrain(
+    config: PretrainConfig, resume: str = "auto", overwrite: bool = False, resume_force: bool = False
+) -> dict[str, Any]:
+    """Return the JSON summary of a pretraining run (or of the finished run already in output_dir).
+
+    `resume_force`: resume even when the checkpoints were made with another tokenizer, model size,
+    max_length, world size or RESUME_MUST_MATCH setting (warn instead of refusing)."""
     with stdout_to_stderr():
-        data = open_data_dir(Path(config.data_dir))
+        # A finished run is reported before anything heavy is loaded: a rerun does no work.
         run = prepare_run_dir(
-            Path(config.output_dir), resume, overwrite, to_yaml(config), RESUME_MUST_MATCH, start=False
+            Path(config.output_dir),
+            resume,
+            overwrite,
+            to_yaml(config),
+            RESUME_MUST_MATCH,
+            start=False,
+            force=resume_force,
         )
         if run.finished:
             log.info(
@@ -42,25 +60,32 @@ def run_pretrain(config: PretrainConfig, resume: str = "auto", overwrite: bool =
             return summary(
                 run, json.loads(run.metrics.read_text(encoding="utf-8")), status="already_finished"
             )
+        data = open_data_dir(Path(config.data_dir))
         if run.resume_from is not None:
             log.info("resuming from %s", run.resume_from)
-        return summary(run, _train(config, data, run), status="finished")
+        return summary(run, _train(config, data, run, resume_force), status="finished")
 
 
-def _train(config: PretrainConfig, data: DataDir, run: RunDir) -> dict[str, Any]:
+def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: bool = False) -> dict[str, Any]:
     from transformers import set_seed
 
+    from hfllm.launch import check_launch
     from hfllm.modeling.collator import make_mlm_collator
     from hfllm.training.callbacks import CollatorEpochCallback
-    from hfllm.training.launch import check_world_size
+    from hfllm.training.export import full_state_dict
     from hfllm.training.loop import train, trainer_class
-    from hfllm.training.mlm_metrics import argmax_logits, masked_accuracy
+    from hfllm.training.mlm_metrics import mlm_eval_outputs, mlm_loss, mlm_metrics
 
-    check_world_size()
+    check_launch(config.training)
     started = time.time()
     # The Trainer seeds itself only after the model exists; a new model's weights must be seeded too.
     set_seed(int(config.training.get("seed", 42)))
     splits, tokenizer, model, model_info = prepare_inputs(config, data)
+    fingerprint = data.manifest.get("tokenizer", {}).get("fingerprint")
+    facts = run_facts(
+        fingerprint, model_info["max_length"], model.config, planned_global_batch(config.training)
+    )
+    check_resume_facts(run, facts, resume_force)
     run.start()  # the inputs passed their checks: now the run dir may change
     has_eval = "validation" in splits and len(splits["validation"]) > 0
     args = build_training_arguments(training_settings(config, run, has_eval), "training")
@@ -72,8 +97,9 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir) -> dict[str, Any]
         eval_dataset=splits["validation"] if has_eval else None,
         data_collator=collator,
         processing_class=tokenizer,
-        compute_metrics=masked_accuracy,
-        preprocess_logits_for_metrics=argmax_logits,
+        compute_loss_func=mlm_loss,
+        compute_metrics=mlm_metrics,
+        preprocess_logits_for_metrics=mlm_eval_outputs,
         callbacks=[CollatorEpochCallback(collator)],
     )
     tokens_before = tokens_seen_at(run.resume_from)
@@ -83,8 +109,9 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir) -> dict[str, Any]
     metrics = collect_metrics(
         config, trainer, output, final_eval, splits, tokenizer, model_info, started, tokens_before
     )
+    state_dict = full_state_dict(trainer)  # every rank takes part under FSDP / DeepSpeed
     if trainer.is_world_process_zero():
-        write_outputs(config, data, run, trainer, tokenizer, metrics)
+        write_outputs(config, data, run, trainer, tokenizer, metrics, state_dict)
     return metrics
 
 
@@ -185,7 +212,7 @@ def collect_metrics(
 ):
     """Return metrics.json's content: losses, perplexities, accuracy, throughput, sizes."""
     from hfllm.training.loop import global_batch_size
-    from hfllm.training.mlm_metrics import perplexity, unigram_perplexity
+    from hfllm.training.mlm_metrics import eval_loss, perplexity, unigram_perplexity
 
     state = trainer.state
     history = state.log_history
@@ -199,10 +226,10 @@ def collect_metrics(
         "epoch": state.epoch,
         "train_loss": train_losses[-1] if train_losses else None,
         "train_loss_mean": output.metrics.get("train_loss"),
-        "eval_loss": final_eval.get("eval_loss"),
-        "perplexity": perplexity(final_eval.get("eval_loss")),
+        "eval_loss": eval_loss(final_eval),
+        "perplexity": perplexity(eval_loss(final_eval)),
         "masked_accuracy": final_eval.get("eval_masked_accuracy"),
-        "eval_loss_at_start": evals[0]["eval_loss"] if evals and evals[0].get("step") == 0 else None,
+        "eval_loss_at_start": eval_loss(evals[0]) if evals and evals[0].get("step") == 0 else None,
         "best_checkpoint": state.best_model_checkpoint,
         "tokens_seen": state.num_input_tokens_seen,
         "tokens_per_second": tokens_this_run / runtime,
@@ -219,8 +246,8 @@ def collect_metrics(
     metrics["eval_history"] = [
         {
             "step": e["step"],
-            "eval_loss": e["eval_loss"],
-            "perplexity": perplexity(e["eval_loss"]),
+            "eval_loss": eval_loss(e),
+            "perplexity": perplexity(eval_loss(e)),
             "masked_accuracy": e.get("eval_masked_accuracy"),
         }
         for e in evals
@@ -228,7 +255,7 @@ def collect_metrics(
     return metrics
 
 
-def write_outputs(config, data, run, trainer, tokenizer, metrics) -> None:
+def write_outputs(config, data, run, trainer, tokenizer, metrics, state_dict=None) -> None:
     """Write model/ (with its card), metrics.json and loss.png; metrics.json last marks the run finished."""
     from hfllm.training.export import export_model, model_card, plot_losses, write_metrics
 
@@ -244,7 +271,7 @@ def write_outputs(config, data, run, trainer, tokenizer, metrics) -> None:
         config_yaml=to_yaml(config),
         metrics={k: v for k, v in metrics.items() if k != "eval_history"},
     )
-    export_model(trainer.model, tokenizer, run.model, card)
+    export_model(trainer.model, tokenizer, run.model, card, state_dict)
     unigram = metrics.get("unigram_perplexity")
     baselines = {"unigram baseline (validation)": math.log(unigram)} if unigram and unigram > 0 else None
     plot_losses(trainer.state.log_history, run.loss_plot, f"{run.path.name}: masked-LM loss", baselines)

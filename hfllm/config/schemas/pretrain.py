@@ -15,9 +15,9 @@ PRETRAIN_TRAINING_DEFAULTS: dict[str, Any] = {
     "per_device_train_batch_size": 32,
     "per_device_eval_batch_size": 64,
     "gradient_accumulation_steps": 1,
-    # True makes Transformers 5.24 report losses multiplied by the world size under torchrun on CPU
-    # (eval_loss 13.3 instead of 6.7 with 2 processes); blocks have equal lengths, so per-process means agree.
-    "average_tokens_across_devices": False,
+    # With hfllm's masked-LM loss (summed, divided by the masked tokens of the whole step), N processes
+    # train exactly like one with an N times larger batch.
+    "average_tokens_across_devices": True,
     "learning_rate": 5.0e-4,
     "weight_decay": 0.01,
     "warmup_steps": 0.05,
@@ -29,7 +29,8 @@ PRETRAIN_TRAINING_DEFAULTS: dict[str, Any] = {
     "save_steps": 500,
     "save_total_limit": 2,
     "load_best_model_at_end": True,
-    "metric_for_best_model": "loss",
+    # The evaluation loss per masked token over the whole split (the Trainer's eval_loss averages batch means).
+    "metric_for_best_model": "token_loss",
     "greater_is_better": False,
     "logging_steps": 50,
     "logging_first_step": True,

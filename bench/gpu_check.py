@@ -1,0 +1,272 @@
+"""One-GPU check: bf16 + SDPA masked-LM pretraining and an FSDP run of BERT-base; one JSON line per run.
+
+Preprocesses the bundled sample corpus (configs/preprocess/demo.yaml: 8k WordPiece, 128-token
+blocks) into a temp dir, then runs `hfllm pretrain` twice on a BERT-base-sized model (12 layers,
+768 wide): configs/pretrain/bert-base.yaml in bf16 with SDPA attention, and
+configs/pretrain/bert-base-fsdp.yaml on one torchrun worker (FSDP needs a distributed launch even
+on one GPU; hfllm starts it). No evaluation or checkpoint inside the timed window. Each run prints one
+JSON object (status ok / skipped with the reason / failed with the error), then a summary.
+
+tokens/s is hfllm's own (tokens seen / train_runtime, so it includes the first steps' warm-up).
+MFU = tokens/s x F / peak with F = 6 (N_nonembedding + d V) + 12 L d T FLOPs per token (as in
+bench/pretrain.py) and the peak measured here with a bf16 matmul; the nominal peak is printed too
+when the GPU is known. Exit 0 when no run failed, 1 when one did, 2 when there is no GPU or a
+package is missing. Run it through bench/gpu_check.sh (sets PYTHONPATH to this repo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUDGET_S = 280  # the whole check stays under 5 minutes
+REQUIRED = ("hfllm", "torch", "transformers", "accelerate", "datasets", "tokenizers", "safetensors")
+REQUIRED += ("typer", "yaml", "pydantic", "matplotlib")
+# Dense bf16 tensor-core peaks from the vendors' data sheets, FLOP/s; the first matching name wins.
+NOMINAL_BF16 = (
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("B200", 2250e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+)
+
+
+def die(message: str, code: int = 2) -> None:
+    print(f"gpu_check: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def preflight():
+    """Return torch once the packages are importable and a CUDA GPU is visible; exit 2 otherwise."""
+    missing = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
+    if missing:
+        where = f" (put {REPO} on PYTHONPATH for hfllm)" if "hfllm" in missing else ""
+        die(f"{sys.executable} lacks the Python packages {', '.join(missing)}{where}")
+    cli = subprocess.run([sys.executable, "-m", "hfllm", "--version"], capture_output=True, text=True)
+    if cli.returncode != 0:
+        die(f"`{sys.executable} -m hfllm --version` failed:\n{cli.stderr[-2000:]}")
+    import torch
+
+    if not torch.cuda.is_available():
+        die(f"no CUDA GPU visible to {sys.executable} (torch {torch.__version__}); this check needs one GPU")
+    return torch
+
+
+def measured_peak(torch, dtype, n: int = 8192, repeats: int = 10) -> float:
+    """Return the best FLOP/s of an n x n matmul in `dtype` on this GPU, now."""
+    a = torch.randn(n, n, device="cuda", dtype=dtype)
+    b = torch.randn(n, n, device="cuda", dtype=dtype)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    best = float("inf")
+    for i in range(repeats + 3):
+        start.record()
+        torch.matmul(a, b)
+        end.record()
+        torch.cuda.synchronize()
+        if i >= 3:  # the first calls pick kernels
+            best = min(best, start.elapsed_time(end) / 1e3)
+    del a, b
+    torch.cuda.empty_cache()
+    return 2 * n**3 / best
+
+
+def nominal_peak(name: str) -> float | None:
+    return next((flops for key, flops in NOMINAL_BF16 if key in name), None)
+
+
+def flops_per_token(non_embedding: int, d: int, vocab: int, layers: int, seq: int) -> float:
+    """Return F = 6 (N_nonembedding + d V) + 12 L d T: training FLOPs per token (as bench/pretrain.py)."""
+    return 6 * (non_embedding + d * vocab) + 12 * layers * d * seq
+
+
+def run(cmd: list[str], log: Path, timeout: float) -> int:
+    """Return the exit code of `cmd` run in the repo with its stdout and stderr in `log`."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    with log.open("w") as out:
+        try:
+            return subprocess.run(
+                cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:
+            return 124
+
+
+def tail(log: Path, lines: int = 12) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def error_of(log: Path) -> str:
+    """Return the failing process's own message: hfllm's `error:` lines, else the last exception line."""
+    lines = log.read_text(errors="replace").splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if "hfllm: error:" in lines[i] or "hfllm: unexpected error:" in lines[i]:
+            return "\n".join(lines[i : i + 2]).strip()
+    found = [line for line in lines if "Error" in line or "error" in line]
+    return found[-1].strip() if found else "\n".join(lines[-3:])
+
+
+def pretrain(name: str, config: str, launcher: list[str], ctx: dict) -> dict:
+    """Return the JSON object of one `hfllm pretrain` run: throughput and MFU, or why it failed."""
+    opts, work = ctx["opts"], ctx["work"]
+    sets = {
+        "data_dir": ctx["data"],
+        "model.config.attn_implementation": "sdpa",
+        "training.max_steps": opts.steps,
+        "training.per_device_train_batch_size": opts.batch,
+        "training.gradient_accumulation_steps": 1,
+        "training.bf16": ctx["bf16"],
+        "training.eval_strategy": "no",
+        "training.eval_on_start": False,
+        "training.save_strategy": "no",
+        "training.load_best_model_at_end": False,
+        "training.logging_steps": 50,
+        "training.disable_tqdm": True,
+        "training.report_to": "none",
+    }
+    out, log = work / name, work / f"{name}.log"
+    args = [a for key, value in sets.items() for a in ("--set", f"{key}={json.dumps(value)}")]
+    cmd = [*launcher, "pretrain", "--config", config, *args, "--output-dir", str(out), "--resume", "never"]
+    started = time.time()
+    # One run may take at most 150 s, so that the other still fits in the check's budget.
+    code = run(cmd, log, max(10.0, min(150.0, ctx["deadline"] - time.time())))
+    result = {
+        "run": name,
+        "config": config,
+        "precision": "bf16" if ctx["bf16"] else "fp32",
+        "attention": "sdpa",
+    }
+    result.update(steps=opts.steps, batch_size=opts.batch, wall_s=round(time.time() - started, 1))
+    ok = code == 0 and (out / "metrics.json").is_file()
+    m = json.loads((out / "metrics.json").read_text()) if ok else from_log(log, config)
+    if not ok:
+        print(tail(log, 40), file=sys.stderr)
+        result.update(status="failed", exit_code=code, error=error_of(log))
+    if "tokens_per_second" not in m:
+        return result
+    vocab = json.loads((Path(ctx["data"]) / "manifest.json").read_text())["tokenizer"]["vocab_size"]
+    f = flops_per_token(
+        m["non_embedding_parameters"], m["hidden_size"], vocab, m["num_hidden_layers"], m["max_length"]
+    )
+    tps, peak, nominal = m["tokens_per_second"], ctx["peak"], ctx["nominal"]
+    result.update(
+        status=result.get("status", "ok"),
+        tokens_per_second=round(tps),
+        flops_per_token=f,
+        mfu=float(f"{tps * f / peak:.4g}"),
+        mfu_nominal=float(f"{tps * f / nominal:.4g}") if nominal else None,
+        **{k: m.get(k) for k in ("max_length", "parameters", "non_embedding_parameters", "train_runtime_s")},
+        **{k: m.get(k) for k in ("train_loss", "eval_loss", "world_size")},
+    )
+    return result
+
+
+def from_log(log: Path, config: str) -> dict:
+    """Return what a run that failed after training still tells: tokens/s from the Trainer's last
+    log line, sizes from hfllm's model line and the config (metrics.json is written last)."""
+    facts: dict = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if "{'train_runtime'" in line:  # the Trainer's last log line (a launcher may prefix it)
+            end = ast.literal_eval(line[line.index("{'train_runtime'") :])
+            facts["tokens_per_second"] = int(end["num_input_tokens_seen"]) / float(end["train_runtime"])
+            facts["train_runtime_s"] = float(end["train_runtime"])
+        found = re.search(r"model: \w+, ([\d.]+)M parameters \(([\d.]+)M outside", line)
+        if found:
+            facts.update(parameters=float(found[1]) * 1e6, non_embedding_parameters=float(found[2]) * 1e6)
+    if "tokens_per_second" not in facts or "parameters" not in facts:
+        return {}
+    import yaml
+
+    model = yaml.safe_load((REPO / config).read_text())["model"]["config"]
+    data = json.loads((log.parent / "data" / "manifest.json").read_text())
+    return {
+        **facts,
+        **{k: model[k] for k in ("hidden_size", "num_hidden_layers")},
+        "max_length": data["max_length"],
+    }
+
+
+def fsdp_unavailable(torch) -> str | None:
+    """Return why FSDP2 cannot run here, or None."""
+    if not torch.distributed.is_available() or not torch.distributed.is_nccl_available():
+        return f"torch {torch.__version__} has no torch.distributed with NCCL"
+    try:
+        from torch.distributed.fsdp import fully_shard  # noqa: F401
+    except ImportError:
+        return f"torch {torch.__version__} has no FSDP2 (torch.distributed.fsdp.fully_shard)"
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=128, help="per-device batch (128-token blocks)")
+    opts = parser.parse_args()
+    began = time.time()
+    deadline = began + BUDGET_S
+    torch = preflight()
+    gpu = torch.cuda.get_device_name(0)
+    bf16 = torch.cuda.is_bf16_supported()
+    peak = measured_peak(torch, torch.bfloat16 if bf16 else torch.float32)
+    nominal = nominal_peak(gpu) if bf16 else None
+    results = []
+    with tempfile.TemporaryDirectory(prefix="hfllm-gpu-check-") as tmp:
+        work = Path(tmp)
+        data = str(work / "data")
+        py = [sys.executable, "-m", "hfllm"]
+        prep = ["preprocess", "--config", "configs/preprocess/demo.yaml", "--output-dir", data]
+        if run([*py, *prep], work / "preprocess.log", 120) != 0:
+            print(tail(work / "preprocess.log", 40), file=sys.stderr)
+            die("preprocess of the sample corpus failed (log above)", 1)
+        ctx = dict(opts=opts, work=work, data=data, bf16=bf16, peak=peak, nominal=nominal, deadline=deadline)
+        # FSDP needs a distributed launch even on one GPU: hfllm starts one torchrun worker itself.
+        runs = (
+            ("bf16_sdpa", "configs/pretrain/bert-base.yaml", py, None if bf16 else f"{gpu} has no bf16"),
+            ("fsdp", "configs/pretrain/bert-base-fsdp.yaml", py, fsdp_unavailable(torch)),
+        )
+        for name, config, launcher, skip in runs:
+            if skip is None and deadline - time.time() < 30:
+                skip = f"the {BUDGET_S} s budget of the check is spent"
+            if skip:
+                result = {"run": name, "config": config, "status": "skipped", "reason": skip}
+            else:
+                result = pretrain(name, config, launcher, ctx)
+            results.append(result)
+            print(json.dumps(result), flush=True)
+    summary = {
+        "summary": True,
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "transformers": importlib.metadata.version("transformers"),
+        "accelerate": importlib.metadata.version("accelerate"),
+        "peak_flops_measured": peak,
+        "peak_flops_dtype": "bf16" if bf16 else "fp32",
+        "peak_flops_nominal_bf16": nominal,
+        "status": {r["run"]: r["status"] for r in results},
+        "tokens_per_second": {r["run"]: r.get("tokens_per_second") for r in results},
+        "mfu": {r["run"]: r.get("mfu") for r in results},
+        "wall_s": round(time.time() - began, 1),
+    }
+    print(json.dumps(summary), flush=True)
+    sys.exit(1 if any(r["status"] == "failed" for r in results) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Fast fault tests of training (issue 8), in-process on a tiny BERT: NaN loss, disk full, out of memory,
+exact resume, checkpoint rotation and a batch with nothing masked."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_pretrain import corpus_lines, group_texts, train_wordpiece
+
+from hfllm.errors import HfllmError
+from hfllm.training.checkpoints import TMP_PREFIX, complete_checkpoints, rotate_checkpoints
+
+MASKING = SimpleNamespace(
+    mlm_probability=0.15, whole_word_mask=False, mask_replace_prob=0.8, random_replace_prob=0.1
+)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A WordPiece tokenizer and 40 train blocks of 32 tokens (5 steps per epoch at batch 8)."""
+    from datasets import Dataset
+
+    lines = corpus_lines(120)
+    tokenizer = train_wordpiece(lines, vocab_size=300)
+    data = Dataset.from_dict(group_texts(tokenizer, lines, 32)).select(range(40))
+    return tokenizer, data
+
+
+def make_trainer(tiny, out: Path, **settings):
+    """Return (trainer, run dir) for a fresh 2-layer, 32-wide BERT trained with hfllm's Trainer."""
+    from transformers import BertConfig, BertForMaskedLM, TrainingArguments, set_seed
+
+    from hfllm.modeling.collator import make_mlm_collator
+    from hfllm.training.callbacks import CollatorEpochCallback
+    from hfllm.training.loop import trainer_class
+    from hfllm.training.run import RunDir
+
+    tokenizer, data = tiny
+    set_seed(0)
+    model = BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    )
+    run = RunDir(out)
+    options = dict(
+        output_dir=str(run.checkpoints),
+        max_steps=6,
+        per_device_train_batch_size=8,
+        learning_rate=3e-3,
+        save_steps=2,
+        logging_steps=1,
+        save_total_limit=None,
+        use_cpu=True,
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        seed=0,
+    )
+    options.update(settings)
+    collator = make_mlm_collator(tokenizer, MASKING, seed=0)
+    trainer = trainer_class()(
+        model=model,
+        args=TrainingArguments(**options),
+        train_dataset=data,
+        data_collator=collator,
+        callbacks=[CollatorEpochCallback(collator)],
+    )
+    return trainer, run
+
+
+def run_training(trainer, run):
+    from hfllm.training.loop import train
+
+    return train(trainer, run)
+
+
+def names(checkpoints: Path) -> list[str]:
+    return sorted(p.name for p in checkpoints.iterdir()) if checkpoints.is_dir() else []
+
+
+@pytest.mark.parametrize("every_step", [True, False], ids=["every-step", "on-flagged-steps"])
+def test_nan_loss_stops_at_the_first_bad_step_and_keeps_the_last_good_checkpoint(
+    tiny, tmp_path, monkeypatch, every_step
+):
+    import torch
+
+    from hfllm.training.callbacks import NonFiniteLossCallback
+
+    monkeypatch.setattr(NonFiniteLossCallback, "every_step", staticmethod(lambda args: every_step))
+    trainer, run = make_trainer(tiny, tmp_path / "run", max_steps=8, logging_steps=5)
+
+    def poison(module, args, output):  # the loss of step 3 (and, through the update, all later) is NaN
+        if trainer.state.global_step == 2:
+            output.loss = output.loss * torch.tensor(float("nan"))
+        return output
+
+    trainer.model.register_forward_hook(poison)
+    with pytest.raises(HfllmError) as caught:
+        run_training(trainer, run)
+    message = str(caught.value)
+    assert "NaN or infinite at step 3" in message and "checkpoint-2" in message
+    # Step 3 is neither a logging nor a saving step: checked every step (CPU), training stops there; else
+    # (as on a GPU) the record is read at step 4, about to save, and the save is skipped.
+    assert trainer.state.global_step == (3 if every_step else 4)
+    assert names(run.checkpoints) == ["checkpoint-2"]
+    state = json.loads((run.checkpoints / "checkpoint-2" / "trainer_state.json").read_text())
+    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in state["log_history"] if "loss" in e)
+
+
+def test_disk_full_during_a_save_removes_it_and_keeps_the_previous_checkpoint(tiny, tmp_path, monkeypatch):
+    import torch
+
+    trainer, run = make_trainer(tiny, tmp_path / "run")
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if f"{TMP_PREFIX}4" in str(f):
+            real_save(obj, f, *args, **kwargs)  # a file half written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(HfllmError) as caught:
+        run_training(trainer, run)
+    message = str(caught.value)
+    assert "no space left on the device while saving checkpoint-4" in message
+    assert f"{TMP_PREFIX}4" in message and "save_total_limit" in message
+    assert "checkpoint-2 is intact" in message
+    assert names(run.checkpoints) == ["checkpoint-2"]  # the partial save is gone
+    assert complete_checkpoints(run.checkpoints) == [run.checkpoints / "checkpoint-2"]
+
+
+def test_out_of_memory_suggests_settings_that_keep_the_global_batch(tiny, tmp_path, monkeypatch):
+    import torch
+
+    trainer, run = make_trainer(tiny, tmp_path / "run", per_device_train_batch_size=32)
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer.model, "forward", oom)
+    with pytest.raises(HfllmError) as caught:
+        run_training(trainer, run)
+    message = str(caught.value)
+    assert "out of memory during training" in message and "global batch 32" in message
+    assert "training.per_device_train_batch_size=16" in message
+    assert "training.gradient_accumulation_steps=2" in message
+    assert "training.gradient_checkpointing=true" in message
+    assert caught.value.exit_code == 1
+    with pytest.raises(HfllmError, match="per_device_eval_batch_size=4"):
+        trainer.evaluate(eval_dataset=tiny[1])
+
+
+def test_out_of_memory_advice_for_odd_and_minimal_batches():
+    from hfllm.training.loop import out_of_memory_error
+
+    def args(size, accumulation, checkpointing=False):
+        return SimpleNamespace(
+            per_device_train_batch_size=size,
+            gradient_accumulation_steps=accumulation,
+            gradient_checkpointing=checkpointing,
+            world_size=2,
+        )
+
+    text = str(out_of_memory_error(args(12, 3), "training"))
+    assert "global batch 72" in text and "batch_size=6 " in text and "accumulation_steps=6 " in text
+    assert "batch_size=1 --set training.gradient_accumulation_steps=14" in str(
+        out_of_memory_error(args(7, 2), "training")
+    )
+    minimal = str(out_of_memory_error(args(1, 1, checkpointing=True), "training"))
+    assert "per_device_train_batch_size=" not in minimal and "smaller model" in minimal
+
+
+def test_resume_after_a_crash_is_bitwise_exact(tiny, tmp_path):
+    """In-process variant of the slow SIGKILL test: crash after checkpoint-3 (mid-epoch 1), resume across
+    the end of epoch 1 (5 steps) to step 6: per-step losses and weights equal the uninterrupted run's."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from hfllm.training.run import RunDir
+
+    straight, run = make_trainer(tiny, tmp_path / "straight", max_steps=6, save_steps=3)
+    run_training(straight, run)
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt  # as abrupt as it gets in-process: nothing after the save runs
+
+    crashed, run = make_trainer(tiny, tmp_path / "crashed", max_steps=6, save_steps=3)
+    crashed.add_callback(Crash())
+    with pytest.raises(KeyboardInterrupt):
+        crashed.train()
+    resumed, _ = make_trainer(tiny, tmp_path / "crashed", max_steps=6, save_steps=3)
+    run_training(resumed, RunDir(run.path, resume_from=run.checkpoints / "checkpoint-3"))
+
+    def losses(trainer):
+        return {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
+
+    expected, got = losses(straight), losses(resumed)
+    assert [got[s] for s in range(4, 7)] == [expected[s] for s in range(4, 7)]
+    a = load_file(str(tmp_path / "straight" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    b = load_file(str(tmp_path / "crashed" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_a_batch_with_nothing_masked_gets_one_mask_and_a_finite_loss(tiny):
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from hfllm.modeling.collator import make_mlm_collator
+
+    tokenizer, data = tiny
+    masking = SimpleNamespace(**{**vars(MASKING), "mlm_probability": 1e-9})
+    collator = make_mlm_collator(tokenizer, masking, seed=0)
+    examples = [{k: data[0][k][:6] for k in ("input_ids", "attention_mask", "special_tokens_mask")}]
+    batch = collator(examples)
+    masked = batch["labels"] != -100
+    assert masked.sum() == 1
+    assert batch["input_ids"][masked].item() == tokenizer.mask_token_id
+    assert torch.equal(collator(examples)["labels"], batch["labels"])  # the same token every time
+    model = BertForMaskedLM(
+        BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    )
+    loss = model(**batch, num_items_in_batch=masked.sum()).loss
+    assert torch.isfinite(loss)
+
+
+def test_rotation_never_deletes_the_best_nor_the_newest(tmp_path):
+    for step in (10, 20, 30, 40):
+        path = tmp_path / f"checkpoint-{step}"
+        path.mkdir()
+        (path / "trainer_state.json").write_text("{}")
+    (tmp_path / f"{TMP_PREFIX}50").mkdir()  # a save in progress is not the newest checkpoint
+    deleted = rotate_checkpoints(tmp_path, 1, keep=(tmp_path / "checkpoint-20",))
+    assert sorted(p.name for p in deleted) == ["checkpoint-10", "checkpoint-30"]
+    assert names(tmp_path) == [f"{TMP_PREFIX}50", "checkpoint-20", "checkpoint-40"]
+    assert rotate_checkpoints(tmp_path, 1, keep=(tmp_path / "checkpoint-40",)) == [tmp_path / "checkpoint-20"]
+    assert rotate_checkpoints(tmp_path, 1) == [] and rotate_checkpoints(tmp_path, None) == []
+
+
+def test_publishing_a_checkpoint_again_replaces_it_by_renames(tmp_path):
+    from hfllm.training.checkpoints import AtomicCheckpointMixin
+
+    final, staging = tmp_path / "checkpoint-4", tmp_path / f"{TMP_PREFIX}4"
+    for path, text in ((final, "old"), (staging, "new")):
+        path.mkdir()
+        (path / "trainer_state.json").write_text(text)
+    AtomicCheckpointMixin._publish(staging, final)
+    assert names(tmp_path) == ["checkpoint-4"] and (final / "trainer_state.json").read_text() == "new"
+
+
+def test_training_workers_are_not_persistent_when_masks_depend_on_the_epoch(tiny, tmp_path):
+    trainer, _ = make_trainer(tiny, tmp_path, dataloader_num_workers=2, dataloader_persistent_workers=True)
+    assert trainer.get_train_dataloader().persistent_workers is False
+    assert trainer.args.dataloader_persistent_workers is True  # evaluation keeps its workers
