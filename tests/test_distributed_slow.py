@@ -1,6 +1,6 @@
 """Several processes for real (gloo on 2 CPU processes): equal results, a dead rank, signals, launchers.
 
-Also SIGINT during an evaluation and SIGTERM during preprocess tokenization (issue 8, item 3).
+Also SIGINT and SIGTERM during an evaluation and during preprocess tokenization (issue 8, item 3).
 """
 
 from __future__ import annotations
@@ -204,8 +204,12 @@ def test_accelerate_launch_entry_runs_two_processes_and_a_silent_single_one_is_r
     assert not (tmp_path / "single" / "checkpoints").exists()
 
 
-def test_sigint_during_evaluation_abandons_it_saves_and_resumes(tmp_path):
-    """Evaluations are slowed down by a test hook; SIGINT arrives in the middle of the one at step 10."""
+SIGNALS = pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+
+
+@SIGNALS
+def test_a_signal_during_evaluation_abandons_it_saves_and_resumes(tmp_path, signum, code):
+    """Evaluations are slowed down by a test hook; the signal arrives in the middle of the one at step 10."""
     data = preprocess(tmp_path)
     out, marker = tmp_path / "run", tmp_path / "evaluating"
     env = {
@@ -214,9 +218,9 @@ def test_sigint_during_evaluation_abandons_it_saves_and_resumes(tmp_path):
     }
     proc = start(pretrain_args(data, out, "--set", "training.save_steps=30"), env=env)
     wait_for(proc, marker)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-3000:]
+    assert proc.returncode == code, stderr[-3000:]
     assert stdout == "" and "Traceback" not in stderr
     assert "evaluation at step 10 abandoned" in stderr and "rerun the same command" in stderr
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-10"]
@@ -225,7 +229,8 @@ def test_sigint_during_evaluation_abandons_it_saves_and_resumes(tmp_path):
     assert resumed.json["resumed_from"].endswith("checkpoint-10") and resumed.json["global_step"] == 40
 
 
-def test_sigterm_during_preprocess_tokenization_leaves_nothing_taken_as_done(tmp_path):
+@SIGNALS
+def test_a_signal_during_preprocess_tokenization_leaves_nothing_taken_as_done(tmp_path, signum, code):
     out = tmp_path / "data"
     config = tmp_path / "preprocess.yaml"
     corpus = REPO / "hfllm" / "samples" / "corpus.txt"
@@ -244,11 +249,11 @@ def test_sigterm_during_preprocess_tokenization_leaves_nothing_taken_as_done(tmp
         lines.append(line)
         if "tokenize+pack train" in line:
             break
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     stdout, rest = proc.communicate(timeout=120)
     stderr = "".join(lines) + rest
-    assert proc.returncode == 143, stderr[-3000:]
-    assert stdout == "" and "Traceback" not in stderr and "interrupted by SIGTERM" in stderr
+    assert proc.returncode == code, stderr[-3000:]
+    assert stdout == "" and "Traceback" not in stderr and f"interrupted by {signum.name}" in stderr
     assert not (out / "manifest.json").exists()
     rerun = run_cli("preprocess", "--config", config, "--output-dir", out)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -93,7 +93,8 @@ def test_seed_5_1_config_runs_on_the_offline_minilm(tmp_path):
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
 
 
-def test_sigterm_saves_a_checkpoint_exits_143_and_resumes(tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_training_saves_a_checkpoint_and_resumes(tmp_path, signum, code):
     data = preprocess(tmp_path)
     out = tmp_path / "run"
     cmd = [
@@ -113,10 +114,10 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resumes(tmp_path):
     while not (out / "checkpoints" / "checkpoint-10").is_dir():
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 143, stderr[-2000:]
-    assert stdout == "" and "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
+    assert proc.returncode == code, stderr[-2000:]
+    assert stdout == "" and f"interrupted by {signum.name}" in stderr and "Traceback" not in stderr
     saved = [p.name for p in (out / "checkpoints").iterdir()]
     assert not any(name.startswith(".tmp") for name in saved) and saved
     resumed = pretrain(data, out)
