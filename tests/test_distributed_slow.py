@@ -84,7 +84,7 @@ def test_pretrain_on_two_processes_matches_one_with_the_same_global_batch(tmp_pa
     assert two.returncode == 0, two.stderr[-3000:]
     # Both ranks ran and logged; one JSON result and one set of outputs (rank 0's).
     assert "[rank 0] hfllm:" in two.stderr and "[rank 1] hfllm:" in two.stderr
-    assert "global batch 32 = 16 per device x 2 processes x 1 accumulation steps" in two.stderr
+    assert "global batch 32 = 16 per device x 2 processes x 1 accumulation step" in two.stderr
     assert two.json["global_batch_size"] == one.json["global_batch_size"] == 32
     m1, m2 = metrics(tmp_path / "one"), metrics(tmp_path / "two")
     assert (m2["world_size"], m2["global_batch_size"], m2["tokens_seen"]) == (2, 32, 10 * 32 * 64)

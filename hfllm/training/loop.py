@@ -135,12 +135,15 @@ def train(trainer: Any, run: RunDir, how_to_resume: str = "rerun the same comman
     if resume is not None:
         trainer.args.eval_on_start = False
     args = trainer.args
+    processes, steps = max(args.world_size, 1), args.gradient_accumulation_steps
     log.info(
-        "global batch %d = %d per device x %d processes x %d accumulation steps",
+        "global batch %d = %d per device x %d process%s x %d accumulation step%s",
         global_batch_size(args),
         args.per_device_train_batch_size,
-        max(args.world_size, 1),
-        args.gradient_accumulation_steps,
+        processes,
+        "es" if processes != 1 else "",
+        steps,
+        "s" if steps != 1 else "",
     )
     stop = GracefulStop()
     nonfinite = NonFiniteLossCallback(trainer if hasattr(trainer, "check_finite") else None)
