@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from test_pretrain import TINY, preprocess
+from test_pretrain import preprocess
+from test_pretrain_slow import pretrain_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -31,23 +32,6 @@ RESUME_SETS = {
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory) -> Path:
     return preprocess(tmp_path_factory.mktemp("faults-data"), lines=200)
-
-
-def pretrain_cmd(data: Path, out: Path, sets: dict) -> list[str]:
-    extra = [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
-    return [
-        sys.executable,
-        "-m",
-        "hfllm",
-        "pretrain",
-        "--config",
-        str(TINY),
-        "--set",
-        f"data_dir={data}",
-        *extra,
-        "--output-dir",
-        str(out),
-    ]
 
 
 def run_pretrain(data: Path, out: Path, sets: dict, **env: str):

@@ -17,20 +17,16 @@ from test_pretrain import TINY, preprocess, pretrain
 pytestmark = pytest.mark.slow
 
 
+def pretrain_cmd(data: Path, out: Path, sets: dict | None = None) -> list[str]:
+    """Return the command line of `hfllm pretrain` on the tiny config with `sets` as --set KEY=VALUE."""
+    extra = [a for key, value in (sets or {}).items() for a in ("--set", f"{key}={value}")]
+    base = [sys.executable, "-m", "hfllm", "pretrain", "--config", str(TINY), "--set", f"data_dir={data}"]
+    return [*base, *extra, "--output-dir", str(out)]
+
+
 def kill_after_checkpoint(data: Path, out: Path, step: int) -> None:
     """Start `hfllm pretrain`, SIGKILL it as soon as checkpoint-`step` is complete."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "hfllm",
-        "pretrain",
-        "--config",
-        str(TINY),
-        "--set",
-        f"data_dir={data}",
-        "--output-dir",
-        str(out),
-    ]
+    cmd = pretrain_cmd(data, out)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (out / "checkpoints" / f"checkpoint-{step}").is_dir():
@@ -97,18 +93,7 @@ def test_seed_5_1_config_runs_on_the_offline_minilm(tmp_path):
 def test_a_signal_during_training_saves_a_checkpoint_and_resumes(tmp_path, signum, code):
     data = preprocess(tmp_path)
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "hfllm",
-        "pretrain",
-        "--config",
-        str(TINY),
-        "--set",
-        f"data_dir={data}",
-        "--output-dir",
-        str(out),
-    ]
+    cmd = pretrain_cmd(data, out)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (out / "checkpoints" / "checkpoint-10").is_dir():

@@ -89,3 +89,41 @@ def run_training_command(
     result = resolve(runner)(cfg, resume=resume, overwrite=overwrite, resume_force=resume_force)
     if is_main_process():
         emit(result)
+
+
+def training_command(name: str, schema: str, runner: str, help_text: str):
+    """Return the Typer function of a training command (pretrain, finetune): one set of options,
+    one code path (`run_training_command`), so the two commands cannot drift apart."""
+
+    def command(
+        config: ConfigOpt,
+        set_: SetOpt = None,
+        output_dir: OutputDirOpt = None,
+        resume: ResumeOpt = "auto",
+        overwrite: OverwriteOpt = False,
+        resume_force: ResumeForceOpt = False,
+        num_processes: NumProcessesOpt = None,
+        num_machines: NumMachinesOpt = 1,
+        machine_rank: MachineRankOpt = 0,
+        main_process_ip: MainIpOpt = None,
+        main_process_port: MainPortOpt = None,
+    ) -> None:
+        run_training_command(
+            schema,
+            runner,
+            config,
+            set_,
+            output_dir,
+            resume,
+            overwrite,
+            resume_force,
+            num_processes=num_processes,
+            num_machines=num_machines,
+            machine_rank=machine_rank,
+            main_process_ip=main_process_ip,
+            main_process_port=main_process_port,
+        )
+
+    command.__name__ = command.__qualname__ = name
+    command.__doc__ = help_text
+    return command

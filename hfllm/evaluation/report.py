@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from hfllm.fsutil import atomic_write_text
+from hfllm.fsutil import atomic_save_figure, atomic_write_text
 
 
 def per_class_report(per_class: dict[str, dict[str, Any]], title: str) -> str:
@@ -57,9 +56,4 @@ def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: Path
                 color="white" if values[i, j] > threshold else "black",
             )
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_save_figure(fig, path)

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hfllm.fsutil import atomic_write_json, atomic_write_text
+from hfllm.fsutil import atomic_save_figure, atomic_write_json, atomic_write_text
 
 
 def full_state_dict(trainer: Any) -> dict[str, Any] | None:
@@ -147,12 +147,7 @@ def plot_losses(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return atomic_save_figure(fig, path)
 
 
 __all__ = ["atomic_write_text", "export_model", "loss_curves", "model_card", "plot_losses", "write_metrics"]
