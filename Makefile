@@ -35,12 +35,12 @@ demo: install
 	$(BIN)/hfllm demo
 
 lint: install
-	$(BIN)/ruff check hfllm tests bench
-	$(BIN)/ruff format --check hfllm tests bench
+	$(BIN)/ruff check hfllm tests bench tools
+	$(BIN)/ruff format --check hfllm tests bench tools
 
 format: install
-	$(BIN)/ruff check --fix hfllm tests bench
-	$(BIN)/ruff format hfllm tests bench
+	$(BIN)/ruff check --fix hfllm tests bench tools
+	$(BIN)/ruff format hfllm tests bench tools
 
 bench: install
 	$(BIN)/python bench/startup.py

@@ -82,7 +82,7 @@ def test_evaluate_refuses_data_from_another_tokenizer(seq_setup, ft_build, tmp_p
 
 
 def test_confusion_matrix_plot_and_report(tmp_path):
-    from hfllm.evaluation.report import per_class_report, plot_confusion_matrix
+    from hfllm.inference.report import per_class_report, plot_confusion_matrix
 
     path = plot_confusion_matrix([[3, 1], [0, 2]], ["neg", "pos"], tmp_path / "cm.png", "title")
     assert path.read_bytes()[:4] == b"\x89PNG"

@@ -12,7 +12,7 @@ import pytest
 from test_pretrain import corpus_lines, group_texts, train_wordpiece
 
 from hfllm.errors import HfllmError
-from hfllm.training.checkpoints import TMP_PREFIX, complete_checkpoints, rotate_checkpoints
+from hfllm.train.checkpoints import TMP_PREFIX, complete_checkpoints, rotate_checkpoints
 
 MASKING = SimpleNamespace(
     mlm_probability=0.15, whole_word_mask=False, mask_replace_prob=0.8, random_replace_prob=0.1
@@ -34,10 +34,10 @@ def make_trainer(tiny, out: Path, **settings):
     """Return (trainer, run dir) for a fresh 2-layer, 32-wide BERT trained with hfllm's Trainer."""
     from transformers import BertConfig, BertForMaskedLM, TrainingArguments, set_seed
 
-    from hfllm.modeling.collator import make_mlm_collator
-    from hfllm.training.callbacks import CollatorEpochCallback
-    from hfllm.training.loop import trainer_class
-    from hfllm.training.run import RunDir
+    from hfllm.tasks.mlm_collator import make_mlm_collator
+    from hfllm.train.callbacks import CollatorEpochCallback
+    from hfllm.train.rundir import RunDir
+    from hfllm.train.trainer import trainer_class
 
     tokenizer, data = tiny
     set_seed(0)
@@ -79,7 +79,7 @@ def make_trainer(tiny, out: Path, **settings):
 
 
 def run_training(trainer, run):
-    from hfllm.training.loop import train
+    from hfllm.train.trainer import train
 
     return train(trainer, run)
 
@@ -94,7 +94,7 @@ def test_nan_loss_stops_at_the_first_bad_step_and_keeps_the_last_good_checkpoint
 ):
     import torch
 
-    from hfllm.training.callbacks import NonFiniteLossCallback
+    from hfllm.train.callbacks import NonFiniteLossCallback
 
     monkeypatch.setattr(NonFiniteLossCallback, "every_step", staticmethod(lambda args: every_step))
     trainer, run = make_trainer(tiny, tmp_path / "run", max_steps=8, logging_steps=5)
@@ -162,7 +162,7 @@ def test_out_of_memory_suggests_settings_that_keep_the_global_batch(tiny, tmp_pa
 
 
 def test_out_of_memory_advice_for_odd_and_minimal_batches():
-    from hfllm.training.loop import out_of_memory_error
+    from hfllm.train.trainer import out_of_memory_error
 
     def args(size, accumulation, checkpointing=False):
         return SimpleNamespace(
@@ -187,7 +187,7 @@ def test_resume_after_a_crash_is_bitwise_exact(tiny, tmp_path):
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
-    from hfllm.training.run import RunDir
+    from hfllm.train.rundir import RunDir
 
     straight, run = make_trainer(tiny, tmp_path / "straight", max_steps=6, save_steps=3)
     run_training(straight, run)
@@ -217,7 +217,7 @@ def test_a_batch_with_nothing_masked_gets_one_mask_and_a_finite_loss(tiny):
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    from hfllm.modeling.collator import make_mlm_collator
+    from hfllm.tasks.mlm_collator import make_mlm_collator
 
     tokenizer, data = tiny
     masking = SimpleNamespace(**{**vars(MASKING), "mlm_probability": 1e-9})
@@ -249,7 +249,7 @@ def test_rotation_never_deletes_the_best_nor_the_newest(tmp_path):
 
 
 def test_publishing_a_checkpoint_again_replaces_it_by_renames(tmp_path):
-    from hfllm.training.checkpoints import AtomicCheckpointMixin
+    from hfllm.train.checkpoints import AtomicCheckpointMixin
 
     final, staging = tmp_path / "checkpoint-4", tmp_path / f"{TMP_PREFIX}4"
     for path, text in ((final, "old"), (staging, "new")):

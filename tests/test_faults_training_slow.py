@@ -67,7 +67,7 @@ def kill_at_checkpoint(data: Path, out: Path, sets: dict, step: int) -> None:
 
 def step_losses(out: Path) -> dict[int, float]:
     """Return {step: loss} of every logged training step, from the run's newest checkpoint."""
-    from hfllm.training.checkpoints import complete_checkpoints
+    from hfllm.train.checkpoints import complete_checkpoints
 
     state = json.loads((complete_checkpoints(out / "checkpoints")[-1] / "trainer_state.json").read_text())
     return {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hfllm.evaluation.tasks import headline_metric, make_compute_metrics, sequence_outputs
+from hfllm.tasks.classification import headline_metric, make_compute_metrics, sequence_outputs
 
 
 def test_sequence_outputs_per_problem_type():
@@ -50,7 +50,7 @@ def test_headline_metrics():
 def test_balanced_class_weights():
     from datasets import Dataset
 
-    from hfllm.finetuning.data import class_weights
+    from hfllm.data.labelled import class_weights
 
     train = Dataset.from_dict({"labels": [0, 0, 0, 1]})
     assert class_weights(train, 3, "balanced", "sequence-classification") == pytest.approx(
@@ -64,7 +64,7 @@ def test_balanced_class_weights():
 def test_weighted_loss_equals_unweighted_with_unit_weights():
     import torch
 
-    from hfllm.finetuning.run import weighted_cross_entropy
+    from hfllm.recipes.classification import weighted_cross_entropy
 
     logits = torch.randn(6, 3)
     labels = torch.tensor([0, 1, 2, 1, -100, 0])
@@ -79,7 +79,7 @@ def test_preprocess_settings_for_raw_files(tmp_path):
     from hfllm.config import validate_config
     from hfllm.config.schemas.finetune import FinetuneConfig
     from hfllm.config.schemas.preprocess import PreprocessConfig
-    from hfllm.finetuning.data import preprocess_config
+    from hfllm.data.labelled import preprocess_config
 
     config = FinetuneConfig.model_validate(
         {

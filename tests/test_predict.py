@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from hfllm.evaluation.predict import entity_spans, parse_line
+from hfllm.inference.predict import entity_spans, parse_line
 
 
 def test_parse_line_plain_json_and_bad():

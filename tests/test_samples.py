@@ -1,4 +1,4 @@
-"""Tests for the bundled sample data and for the script that rebuilds it (hfllm/samples/rebuild.py)."""
+"""Tests for the bundled sample data and for the script that rebuilds it (tools/rebuild_samples.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hfllm.samples import classify_path, corpus_path, rebuild, samples_dir
+from hfllm.samples import classify_path, corpus_path, samples_dir
+from tools import rebuild_samples as rebuild
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -248,7 +249,7 @@ def test_rebuild_runs_as_a_module(fixture_dump, tmp_path):
         [
             sys.executable,
             "-m",
-            "hfllm.samples.rebuild",
+            "tools.rebuild_samples",
             "--packages",
             str(fixture_dump),
             "--out",

@@ -29,7 +29,7 @@ def evaluate(
     seed: SeedOpt = 42,
 ) -> None:
     """Evaluate a saved model on a data dir split (default output: <run>/eval-<split> beside a run's model/)."""
-    from hfllm.evaluation.runner import run_evaluate
+    from hfllm.inference.evaluate import run_evaluate
     from hfllm.output import emit
 
     emit(run_evaluate(model, data, split, output_dir, batch_size=batch_size, overwrite=overwrite, seed=seed))

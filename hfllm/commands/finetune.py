@@ -7,6 +7,6 @@ from hfllm.commands.options import training_command
 finetune = training_command(
     "finetune",
     "hfllm.config.schemas.finetune:FinetuneConfig",
-    "hfllm.finetuning.run:run_finetune",
+    "hfllm.recipes.classification:run_finetune",
     "Fine-tune a local model for sequence classification (single/multi-label, regression) or token classification.",
 )

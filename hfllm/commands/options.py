@@ -80,7 +80,7 @@ def run_training_command(
     )
     processes = (launch.get("num_processes") or 1) * (launch.get("num_machines") or 1)
     if processes > 1 and not in_worker():
-        from hfllm.training.run import check_world_size_before_launch
+        from hfllm.train.rundir import check_world_size_before_launch
 
         check_world_size_before_launch(Path(cfg.output_dir), resume, overwrite, resume_force, processes)
     code = launch_if_asked(needs_launcher=fsdp_enabled(cfg.training.get("fsdp")), **launch)

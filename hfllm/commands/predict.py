@@ -36,7 +36,7 @@ def predict(
     max_length: MaxLengthOpt = None,
 ) -> None:
     """Predict for each input line: label + score, entity spans with offsets, or fill-mask candidates."""
-    from hfllm.evaluation.predict import run_predict
+    from hfllm.inference.predict import run_predict
 
     run_predict(
         model,

@@ -7,6 +7,6 @@ from hfllm.commands.options import training_command
 pretrain = training_command(
     "pretrain",
     "hfllm.config.schemas.pretrain:PretrainConfig",
-    "hfllm.training.pretrain:run_pretrain",
+    "hfllm.recipes.masked_lm:run_pretrain",
     "Pretrain a masked language model on a data dir written by `hfllm preprocess`.",
 )

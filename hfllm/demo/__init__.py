@@ -51,9 +51,9 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
     from hfllm.config.schemas.preprocess import PreprocessConfig
     from hfllm.config.schemas.pretrain import PretrainConfig
     from hfllm.data.pipeline import run_preprocess
-    from hfllm.evaluation.runner import run_evaluate
-    from hfllm.finetuning.run import run_finetune
-    from hfllm.training.pretrain import run_pretrain
+    from hfllm.inference.evaluate import run_evaluate
+    from hfllm.recipes.classification import run_finetune
+    from hfllm.recipes.masked_lm import run_pretrain
 
     started = time.time()
     out = Path(output_dir)

@@ -1,6 +1,6 @@
 """Bundled sample data: a small English corpus and a labelled text-classification set.
 
-Both files are built from Debian package descriptions by ``hfllm/samples/rebuild.py``; see
+Both files are built from Debian package descriptions by ``tools/rebuild_samples.py (in the repository, not the package)``; see
 ``SOURCES.md`` next to them for their origin, licence and checksums.
 """
 

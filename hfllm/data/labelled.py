@@ -7,8 +7,8 @@ from typing import Any
 
 from hfllm.data.datadir import DataDir, open_data_dir, tokenizer_fingerprint
 from hfllm.errors import ConfigError, InputError
-from hfllm.evaluation.tasks import MULTI, REGRESSION, SINGLE, TOKEN
 from hfllm.output import log
+from hfllm.tasks.classification import MULTI, REGRESSION, SINGLE, TOKEN
 
 
 def preprocess_config(config: Any, model_source: str, output_dir: Path) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def label_maps(
 
 def check_same_tokenizer(tokenizer: Any, data: DataDir, model_source: str) -> None:
     """Raise InputError when the data was tokenized with another tokenizer than the model's."""
-    from hfllm.modeling.preflight import check_tokenizer_match
+    from hfllm.models.preflight import check_tokenizer_match
 
     recorded = data.manifest.get("tokenizer", {}).get("fingerprint")
     check_tokenizer_match(tokenizer_fingerprint(tokenizer), recorded, model_source, str(data.path))

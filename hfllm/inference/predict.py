@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from hfllm.errors import InputError
-from hfllm.evaluation.inference import length_batches
-from hfllm.evaluation.modelio import load_for_inference
-from hfllm.evaluation.tasks import (
+from hfllm.inference.batching import length_batches
+from hfllm.models.loader import load_for_inference
+from hfllm.output import log
+from hfllm.tasks.classification import (
     MASKED_LM,
     MULTI,
     REGRESSION,
@@ -31,7 +32,6 @@ from hfllm.evaluation.tasks import (
     sequence_outputs,
     softmax,
 )
-from hfllm.output import log
 
 CHUNK_BATCHES = 8  # batches per chunk: enough to sort by length, small enough to stream
 

@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from hfllm.errors import HfllmError, InputError, first_line
-from hfllm.evaluation.tasks import MASKED_LM, SEQUENCE, TOKEN, task_of
-from hfllm.modeling.preflight import check_weights
+from hfllm.models.preflight import check_weights
 from hfllm.output import log
+from hfllm.tasks.classification import MASKED_LM, SEQUENCE, TOKEN, task_of
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "vocab.json")
 
 
 def model_source(name_or_path: str) -> tuple[str, bool]:
     """Return (source, is_local): the path when it exists (`package:NAME` resolved), else the name for the Hub."""
-    from hfllm.modeling.builders import resolve_name_or_path
+    from hfllm.models.builders import resolve_name_or_path
 
     path = Path(resolve_name_or_path(name_or_path)).expanduser()
     return (str(path), True) if path.exists() else (str(path), False)
@@ -80,7 +80,7 @@ def load_tokenizer(source: str, is_local: bool, trust_remote_code: bool = False)
 
 def load_for_inference(model_dir: Path, device: str | None = None):
     """Return (model, tokenizer, task) of a saved model dir, in eval mode on `device`."""
-    from hfllm.modeling.builders import resolve_name_or_path
+    from hfllm.models.builders import resolve_name_or_path
 
     model_dir = Path(resolve_name_or_path(str(model_dir)))
     check_model_dir(model_dir)

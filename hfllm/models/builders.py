@@ -119,7 +119,7 @@ def load_pretrained(name_or_path: str, trust_remote_code: bool = False, allow_pi
             "pickle weights (.bin) are refused; set model.allow_pickle: true only if you trust this file",
         )
     if path.is_dir():
-        from hfllm.modeling.preflight import check_weights
+        from hfllm.models.preflight import check_weights
 
         check_weights(path)  # a truncated file is named here, not deep inside the loader
     try:

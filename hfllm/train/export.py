@@ -103,7 +103,7 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
 
 def loss_curves(log_history: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
     """Return the train and eval loss points (step, loss) from a Trainer's log history."""
-    from hfllm.training.mlm_metrics import eval_loss
+    from hfllm.tasks.masked_lm import eval_loss
 
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
     evals = [(e["step"], eval_loss(e)) for e in log_history if "eval_loss" in e and "step" in e]

@@ -7,8 +7,8 @@ from typing import Any
 
 from hfllm.errors import HfllmError
 from hfllm.output import log
-from hfllm.training.checkpoints import AtomicCheckpointMixin
-from hfllm.training.run import RunDir, stdout_to_stderr
+from hfllm.train.checkpoints import AtomicCheckpointMixin
+from hfllm.train.rundir import RunDir, stdout_to_stderr
 
 NO_BAD_STEP = 2**62  # "no non-finite loss yet" in the device tensor that records the first bad step
 
@@ -96,7 +96,7 @@ def trainer_class():
             super()._save_checkpoint(model, trial)
 
         def _maybe_log_save_evaluate(self, *args: Any, **kwargs: Any) -> None:
-            from hfllm.training.signals import EvaluationInterrupted
+            from hfllm.train.signals import EvaluationInterrupted
 
             try:
                 super()._maybe_log_save_evaluate(*args, **kwargs)
@@ -128,8 +128,8 @@ def train(trainer: Any, run: RunDir, how_to_resume: str = "rerun the same comman
     a NaN or infinite loss stops the run at that step with an error naming it (exit 1), the last
     good checkpoint kept; running out of memory raises an error that says which settings to change.
     """
-    from hfllm.training.callbacks import NonFiniteLossCallback
-    from hfllm.training.signals import GracefulStop
+    from hfllm.train.callbacks import NonFiniteLossCallback
+    from hfllm.train.signals import GracefulStop
 
     resume = str(run.resume_from) if run.resume_from is not None else None
     if resume is not None:
@@ -159,7 +159,7 @@ def train(trainer: Any, run: RunDir, how_to_resume: str = "rerun the same comman
     if what is None and hasattr(trainer, "check_finite"):
         what = trainer.check_finite()
     if what is not None:
-        from hfllm.training.checkpoints import complete_checkpoints
+        from hfllm.train.checkpoints import complete_checkpoints
 
         kept = complete_checkpoints(run.checkpoints)
         where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was saved before it"

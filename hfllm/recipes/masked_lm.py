@@ -14,7 +14,7 @@ from hfllm.config.schemas.pretrain import PretrainConfig
 from hfllm.config.training_args import build_training_arguments
 from hfllm.data.datadir import DataDir, open_data_dir, tokenizer_fingerprint
 from hfllm.output import log
-from hfllm.training.run import (
+from hfllm.train.rundir import (
     RunDir,
     check_resume_facts,
     planned_global_batch,
@@ -70,11 +70,11 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
     from transformers import set_seed
 
     from hfllm.launch import check_launch
-    from hfllm.modeling.collator import make_mlm_collator
-    from hfllm.training.callbacks import CollatorEpochCallback
-    from hfllm.training.export import full_state_dict
-    from hfllm.training.loop import train, trainer_class
-    from hfllm.training.mlm_metrics import mlm_eval_outputs, mlm_loss, mlm_metrics
+    from hfllm.tasks.masked_lm import mlm_eval_outputs, mlm_loss, mlm_metrics
+    from hfllm.tasks.mlm_collator import make_mlm_collator
+    from hfllm.train.callbacks import CollatorEpochCallback
+    from hfllm.train.export import full_state_dict
+    from hfllm.train.trainer import train, trainer_class
 
     check_launch(config.training)
     started = time.time()
@@ -125,8 +125,8 @@ def tokens_seen_at(checkpoint: Path | None) -> int:
 
 def prepare_inputs(config: PretrainConfig, data: DataDir):
     """Return (splits, tokenizer, model, model info) after every preflight check passed."""
-    from hfllm.modeling.builders import build_new_model, count_parameters, load_pretrained, position_offset
-    from hfllm.modeling.preflight import (
+    from hfllm.models.builders import build_new_model, count_parameters, load_pretrained, position_offset
+    from hfllm.models.preflight import (
         check_fits_model,
         check_splits,
         check_tokenizer_match,
@@ -178,8 +178,8 @@ def prepare_inputs(config: PretrainConfig, data: DataDir):
 
 
 def _unigram_bias(model: Any, train: Any, tokenizer: Any) -> None:
-    from hfllm.modeling.builders import init_output_bias
-    from hfllm.training.mlm_metrics import unigram_log_probs
+    from hfllm.models.builders import init_output_bias
+    from hfllm.tasks.masked_lm import unigram_log_probs
 
     log_probs = unigram_log_probs(train, model.config.vocab_size, tokenizer.all_special_ids)
     if init_output_bias(model, log_probs):
@@ -211,8 +211,8 @@ def collect_metrics(
     config, trainer, output, final_eval, splits, tokenizer, model_info, started, tokens_before
 ):
     """Return metrics.json's content: losses, perplexities, accuracy, throughput, sizes."""
-    from hfllm.training.loop import global_batch_size
-    from hfllm.training.mlm_metrics import eval_loss, perplexity, unigram_perplexity
+    from hfllm.tasks.masked_lm import eval_loss, perplexity, unigram_perplexity
+    from hfllm.train.trainer import global_batch_size
 
     state = trainer.state
     history = state.log_history
@@ -257,7 +257,7 @@ def collect_metrics(
 
 def write_outputs(config, data, run, trainer, tokenizer, metrics, state_dict=None) -> None:
     """Write model/ (with its card), metrics.json and loss.png; metrics.json last marks the run finished."""
-    from hfllm.training.export import export_model, model_card, plot_losses, write_metrics
+    from hfllm.train.export import export_model, model_card, plot_losses, write_metrics
 
     base = config.model.name_or_path or f"a new {config.model.type} model"
     card = model_card(

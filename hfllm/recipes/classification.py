@@ -8,9 +8,11 @@ from typing import Any
 
 from hfllm.config import to_yaml
 from hfllm.config.training_args import build_training_arguments
+from hfllm.data import labelled as fdata
 from hfllm.errors import ConfigError, InputError
-from hfllm.evaluation.modelio import check_model_dir, load_for_finetuning, load_tokenizer, model_source
-from hfllm.evaluation.tasks import (
+from hfllm.models.loader import check_model_dir, load_for_finetuning, load_tokenizer, model_source
+from hfllm.output import log
+from hfllm.tasks.classification import (
     LOWER_IS_BETTER,
     MULTI,
     REGRESSION,
@@ -19,8 +21,6 @@ from hfllm.evaluation.tasks import (
     headline_metric,
     make_compute_metrics,
 )
-from hfllm.finetuning import data as fdata
-from hfllm.output import log
 
 # Settings a checkpoint depends on: resuming with any of them changed is refused.
 MUST_MATCH = ("task", "problem_type", "label_all_tokens", "model", "data", "class_weights")
@@ -33,7 +33,7 @@ def run_finetune(
 
     `resume_force`: resume even when the checkpoints were made with another tokenizer, model size,
     max_length, label set, world size or MUST_MATCH setting (warn instead of refusing)."""
-    from hfllm.training.run import (
+    from hfllm.train.rundir import (
         check_resume_facts,
         is_finished,
         planned_global_batch,
@@ -81,7 +81,7 @@ def run_finetune(
     check_resume_facts(run, facts, resume_force)
     run.start()  # every check passed: now the run dir may change
     trainer = _build_trainer(config, run, model, tokenizer, splits, problem_type, id2label, num_labels)
-    from hfllm.training.loop import train
+    from hfllm.train.trainer import train
 
     log.info(
         "fine-tuning %s for %s (%s) on %d examples",
@@ -123,8 +123,8 @@ def _load_data(config: Any, run_path: Path, source: str, tokenizer: Any):
 
 
 def _preflight(model: Any, splits: Any, data_dir: str) -> None:
-    from hfllm.modeling.builders import position_offset
-    from hfllm.modeling.preflight import check_fits_model
+    from hfllm.models.builders import position_offset
+    from hfllm.models.preflight import check_fits_model
 
     config = model.config
     positions = getattr(config, "max_position_embeddings", None)
@@ -159,7 +159,7 @@ def _build_trainer(config, run, model, tokenizer, splits, problem_type, id2label
         EarlyStoppingCallback,
     )
 
-    from hfllm.training.loop import trainer_class
+    from hfllm.train.trainer import trainer_class
 
     validation = splits["validation"] if "validation" in splits and len(splits["validation"]) else None
     args = training_arguments(config, run, validation is not None, problem_type)
@@ -240,8 +240,8 @@ def _final_metrics(
     """Return train, validation and test metrics of the final (best) model."""
     from transformers import EarlyStoppingCallback
 
-    from hfllm.training.loop import global_batch_size
-    from hfllm.training.run import stdout_to_stderr
+    from hfllm.train.rundir import stdout_to_stderr
+    from hfllm.train.trainer import global_batch_size
 
     # The final evaluations are reports, not training decisions: early stopping must not watch them.
     trainer.remove_callback(EarlyStoppingCallback)
@@ -283,8 +283,8 @@ def _headline(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _export(trainer: Any, tokenizer: Any, run: Any, config: Any, data: Any, metrics: dict[str, Any]) -> None:
-    from hfllm.training.export import export_model, full_state_dict, model_card, plot_losses, write_metrics
-    from hfllm.training.run import is_main_process
+    from hfllm.train.export import export_model, full_state_dict, model_card, plot_losses, write_metrics
+    from hfllm.train.rundir import is_main_process
 
     state_dict = full_state_dict(trainer)  # every rank takes part under FSDP / DeepSpeed
     if not is_main_process():

@@ -25,7 +25,7 @@ from hfllm.errors import ConfigError, InputError
 from hfllm.fsutil import atomic_write_json, atomic_write_text
 from hfllm.launch import is_main_process, world_size
 from hfllm.output import log
-from hfllm.training.checkpoints import TMP_PREFIX, checkpoint_step, complete_checkpoints, is_complete
+from hfllm.train.checkpoints import TMP_PREFIX, checkpoint_step, complete_checkpoints, is_complete
 
 # What a run writes; --overwrite removes these and nothing else (a run never deletes what it did not create).
 FACTS = "run_facts.json"

@@ -15,10 +15,13 @@ import numpy as np
 
 from hfllm.data.datadir import DataDir, open_data_dir, tokenizer_fingerprint
 from hfllm.errors import ConfigError, InputError
-from hfllm.evaluation.inference import forward_logits
-from hfllm.evaluation.modelio import load_for_inference
-from hfllm.evaluation.report import plot_confusion_matrix, write_report
-from hfllm.evaluation.tasks import (
+from hfllm.fsutil import atomic_write_json
+from hfllm.inference.batching import forward_logits
+from hfllm.inference.report import plot_confusion_matrix, write_report
+from hfllm.metrics import compute
+from hfllm.models.loader import load_for_inference
+from hfllm.output import log
+from hfllm.tasks.classification import (
     MASKED_LM,
     MULTI,
     REGRESSION,
@@ -29,9 +32,6 @@ from hfllm.evaluation.tasks import (
     sequence_metrics,
     sequence_outputs,
 )
-from hfllm.fsutil import atomic_write_json
-from hfllm.metrics import compute
-from hfllm.output import log
 
 OUTPUTS = ("metrics.json", "predictions.jsonl", "per_class.txt", "confusion_matrix.png")
 
@@ -98,7 +98,7 @@ def run_evaluate(
 
 def default_output_dir(model_dir: Path, split: str) -> Path:
     """Return where evaluate writes by default: <run>/eval-<split> beside a run's model/, else ./eval-<name>-<split>."""
-    from hfllm.modeling.builders import resolve_name_or_path
+    from hfllm.models.builders import resolve_name_or_path
 
     model_dir = Path(resolve_name_or_path(str(model_dir))).resolve()
     if model_dir.name == "model" and (model_dir.parent / "config.yaml").is_file():
@@ -108,7 +108,7 @@ def default_output_dir(model_dir: Path, split: str) -> Path:
 
 def check_same_tokenizer(tokenizer: Any, data: DataDir, model_dir: Path) -> None:
     """Raise InputError when the split was tokenized with another tokenizer than the model's."""
-    from hfllm.modeling.preflight import check_tokenizer_match
+    from hfllm.models.preflight import check_tokenizer_match
 
     recorded = data.manifest.get("tokenizer", {}).get("fingerprint")
     check_tokenizer_match(tokenizer_fingerprint(tokenizer), recorded, str(model_dir), str(data.path))
@@ -247,7 +247,7 @@ def word_predictions(logits: np.ndarray, word_ids: list[int | None], n_words: in
 
     Words cut off by truncation are predicted `O` (they count as misses if they hold an entity).
     """
-    from hfllm.evaluation.tasks import softmax
+    from hfllm.tasks.classification import softmax
 
     probs = softmax(np.asarray(logits, dtype=np.float64))
     tags, scores, seen = ["O"] * n_words, [], set()
@@ -266,7 +266,7 @@ def evaluate_masked_lm(model: Any, tokenizer: Any, dataset: Any, batch_size: int
     import torch
 
     from hfllm.config.schemas.pretrain import MaskingSection
-    from hfllm.modeling.collator import EVAL_EPOCH, make_mlm_collator
+    from hfllm.tasks.mlm_collator import EVAL_EPOCH, make_mlm_collator
 
     collator = make_mlm_collator(tokenizer, MaskingSection(), seed)
     collator.epoch = EVAL_EPOCH  # the same masks as pretrain's evaluation with this seed

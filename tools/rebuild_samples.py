@@ -8,8 +8,8 @@ kinds of stanza may be mixed in the input: long descriptions are joined in throu
 
 Usage::
 
-    python -m hfllm.samples.rebuild --packages dump.txt [--packages Translation-en] --out DIR
-    python -m hfllm.samples.rebuild --from-apt --save-input dump.txt --out DIR
+    python -m tools.rebuild_samples --packages dump.txt [--packages Translation-en] --out DIR
+    python -m tools.rebuild_samples --from-apt --save-input dump.txt --out DIR
 
 ``--from-apt`` reads what the local APT knows (run ``apt-get -o Acquire::Languages=en update`` first so
 that the Translation-en indices are on disk). Only the standard library is used, so the script runs
@@ -403,7 +403,7 @@ def build(
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Return the parsed command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m hfllm.samples.rebuild", description=__doc__.split("\n")[0]
+        prog="python -m tools.rebuild_samples", description=__doc__.split("\n")[0]
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(

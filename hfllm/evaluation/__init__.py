@@ -1,1 +1,0 @@
-"""Evaluation: task-aware metrics on gathered predictions, reports, plots, and batch prediction."""

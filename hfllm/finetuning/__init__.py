@@ -1,1 +1,0 @@
-"""Fine-tuning: supervised data checks, the task heads, and the `hfllm finetune` run."""

@@ -1,1 +1,0 @@
-"""Modeling: model and tokenizer builders, the masking collator, and preflight checks."""
