@@ -37,7 +37,7 @@ def make_trainer(tiny, out: Path, **settings):
     from hfllm.tasks.mlm_collator import make_mlm_collator
     from hfllm.train.callbacks import CollatorEpochCallback
     from hfllm.train.rundir import RunDir
-    from hfllm.train.trainer import trainer_class
+    from hfllm.train.trainer import HfllmTrainer
 
     tokenizer, data = tiny
     set_seed(0)
@@ -68,7 +68,7 @@ def make_trainer(tiny, out: Path, **settings):
     )
     options.update(settings)
     collator = make_mlm_collator(tokenizer, MASKING, seed=0)
-    trainer = trainer_class()(
+    trainer = HfllmTrainer(
         model=model,
         args=TrainingArguments(**options),
         train_dataset=data,

@@ -159,7 +159,7 @@ def _build_trainer(config, run, model, tokenizer, splits, problem_type, id2label
         EarlyStoppingCallback,
     )
 
-    from hfllm.train.trainer import trainer_class
+    from hfllm.train.trainer import HfllmTrainer
 
     validation = splits["validation"] if "validation" in splits and len(splits["validation"]) else None
     args = training_arguments(config, run, validation is not None, problem_type)
@@ -183,7 +183,7 @@ def _build_trainer(config, run, model, tokenizer, splits, problem_type, id2label
             )
         weights = fdata.class_weights(splits["train"], num_labels, config.class_weights, config.task)
         log.info("class weights: %s", [round(w, 3) for w in weights])
-    return trainer_class()(
+    return HfllmTrainer(
         model=model,
         args=args,
         train_dataset=splits["train"],

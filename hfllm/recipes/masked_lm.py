@@ -74,7 +74,7 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
     from hfllm.tasks.mlm_collator import make_mlm_collator
     from hfllm.train.callbacks import CollatorEpochCallback
     from hfllm.train.export import full_state_dict
-    from hfllm.train.trainer import train, trainer_class
+    from hfllm.train.trainer import HfllmTrainer, train
 
     check_launch(config.training)
     started = time.time()
@@ -90,7 +90,7 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
     has_eval = "validation" in splits and len(splits["validation"]) > 0
     args = build_training_arguments(training_settings(config, run, has_eval), "training")
     collator = make_mlm_collator(tokenizer, config.masking, _masking_seed(config))
-    trainer = trainer_class()(
+    trainer = HfllmTrainer(
         model=model,
         args=args,
         train_dataset=splits["train"],

@@ -15,6 +15,7 @@ import hashlib
 from typing import Any
 
 import numpy as np
+from transformers import DataCollatorForLanguageModeling
 
 EVAL_EPOCH = -1  # evaluation masks never change, so eval losses are comparable across evaluations
 
@@ -44,81 +45,78 @@ def word_start_flags(tokenizer: Any) -> np.ndarray:
     return starts
 
 
+class MLMCollator(DataCollatorForLanguageModeling):
+    """DataCollatorForLanguageModeling whose masks are a pure function of (seed, epoch, example)."""
+
+    epoch: int = 0
+    word_starts: np.ndarray | None = None
+
+    @contextlib.contextmanager
+    def for_evaluation(self):
+        """Use the fixed evaluation masks inside the block (the Trainer hook calls this)."""
+        saved, self.epoch = self.epoch, EVAL_EPOCH
+        try:
+            yield self
+        finally:
+            self.epoch = saved
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+        from transformers.data.data_collator import pad_without_fast_tokenizer_warning
+
+        batch = pad_without_fast_tokenizer_warning(
+            self.tokenizer, examples, return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of
+        )
+        special = batch.pop("special_tokens_mask", None)
+        if special is None:
+            special = torch.tensor(
+                [
+                    self.tokenizer.get_special_tokens_mask(r, already_has_special_tokens=True)
+                    for r in batch["input_ids"].tolist()
+                ]
+            )
+        special = special | (batch["attention_mask"] == 0).long() if "attention_mask" in batch else special
+        inputs, labels = [], []
+        for row, row_special, example in zip(batch["input_ids"], special, examples, strict=True):
+            self.generator = torch.Generator().manual_seed(
+                example_seed(self.seed, self.epoch, example["input_ids"])
+            )
+            offsets = self._offsets(row) if self.whole_word_mask else None
+            masked, label = self.torch_mask_tokens(row[None].clone(), row_special[None], offsets)
+            inputs.append(masked)
+            labels.append(label)
+        inputs, labels = torch.cat(inputs), torch.cat(labels)
+        if not (labels != -100).any():
+            self._mask_one(batch["input_ids"], inputs, labels, special, examples)
+        batch["input_ids"], batch["labels"] = inputs, labels
+        return batch
+
+    def _mask_one(self, original: Any, inputs: Any, labels: Any, special: Any, examples: Any) -> None:
+        """Mask one token of a batch in which nothing was masked (its loss would be 0/0 = NaN).
+
+        The token is drawn from the same (seed, epoch, example) hash, so resumed runs agree.
+        """
+        import torch
+
+        candidates = (special == 0).nonzero()
+        if len(candidates) == 0:
+            return  # only special tokens and padding: nothing can be predicted
+        first = np.concatenate([np.asarray(e["input_ids"]).ravel() for e in examples])
+        generator = torch.Generator().manual_seed(example_seed(self.seed, self.epoch, first))
+        row, col = candidates[torch.randint(len(candidates), (1,), generator=generator).item()].tolist()
+        labels[row, col] = original[row, col]
+        inputs[row, col] = self.tokenizer.mask_token_id
+
+    def _offsets(self, row: Any) -> np.ndarray:
+        """Synthetic character offsets where the pieces of a word touch and words are one apart."""
+        ids = row.numpy()
+        starts = self.word_starts[np.minimum(ids, len(self.word_starts) - 1)]
+        begin = np.cumsum(starts.astype(np.int64)) + np.arange(len(ids))
+        return np.stack([begin, begin + 1], axis=1)[None]
+
+
 def make_mlm_collator(tokenizer: Any, masking: Any, seed: int, pad_to_multiple_of: int | None = None):
     """Return an `MLMCollator` for `tokenizer` with the settings of a `masking:` config section."""
-    from transformers import DataCollatorForLanguageModeling
-
-    class MLMCollator(DataCollatorForLanguageModeling):
-        """DataCollatorForLanguageModeling whose masks are a pure function of (seed, epoch, example)."""
-
-        epoch: int = 0
-        word_starts: np.ndarray | None = None
-
-        @contextlib.contextmanager
-        def for_evaluation(self):
-            """Use the fixed evaluation masks inside the block (the Trainer hook calls this)."""
-            saved, self.epoch = self.epoch, EVAL_EPOCH
-            try:
-                yield self
-            finally:
-                self.epoch = saved
-
-        def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-            import torch
-            from transformers.data.data_collator import pad_without_fast_tokenizer_warning
-
-            batch = pad_without_fast_tokenizer_warning(
-                self.tokenizer, examples, return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of
-            )
-            special = batch.pop("special_tokens_mask", None)
-            if special is None:
-                special = torch.tensor(
-                    [
-                        self.tokenizer.get_special_tokens_mask(r, already_has_special_tokens=True)
-                        for r in batch["input_ids"].tolist()
-                    ]
-                )
-            special = (
-                special | (batch["attention_mask"] == 0).long() if "attention_mask" in batch else special
-            )
-            inputs, labels = [], []
-            for row, row_special, example in zip(batch["input_ids"], special, examples, strict=True):
-                self.generator = torch.Generator().manual_seed(
-                    example_seed(self.seed, self.epoch, example["input_ids"])
-                )
-                offsets = self._offsets(row) if self.whole_word_mask else None
-                masked, label = self.torch_mask_tokens(row[None].clone(), row_special[None], offsets)
-                inputs.append(masked)
-                labels.append(label)
-            inputs, labels = torch.cat(inputs), torch.cat(labels)
-            if not (labels != -100).any():
-                self._mask_one(batch["input_ids"], inputs, labels, special, examples)
-            batch["input_ids"], batch["labels"] = inputs, labels
-            return batch
-
-        def _mask_one(self, original: Any, inputs: Any, labels: Any, special: Any, examples: Any) -> None:
-            """Mask one token of a batch in which nothing was masked (its loss would be 0/0 = NaN).
-
-            The token is drawn from the same (seed, epoch, example) hash, so resumed runs agree.
-            """
-            import torch
-
-            candidates = (special == 0).nonzero()
-            if len(candidates) == 0:
-                return  # only special tokens and padding: nothing can be predicted
-            first = np.concatenate([np.asarray(e["input_ids"]).ravel() for e in examples])
-            generator = torch.Generator().manual_seed(example_seed(self.seed, self.epoch, first))
-            row, col = candidates[torch.randint(len(candidates), (1,), generator=generator).item()].tolist()
-            labels[row, col] = original[row, col]
-            inputs[row, col] = self.tokenizer.mask_token_id
-
-        def _offsets(self, row: Any) -> np.ndarray:
-            """Synthetic character offsets where the pieces of a word touch and words are one apart."""
-            ids = row.numpy()
-            starts = self.word_starts[np.minimum(ids, len(self.word_starts) - 1)]
-            begin = np.cumsum(starts.astype(np.int64)) + np.arange(len(ids))
-            return np.stack([begin, begin + 1], axis=1)[None]
-
     # Transformers turns random replacement off under whole-word masking (with a warning); say it once here.
     replace = (
         (1.0, 0.0) if masking.whole_word_mask else (masking.mask_replace_prob, masking.random_replace_prob)

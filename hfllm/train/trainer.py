@@ -1,9 +1,14 @@
-"""The Trainer class hfllm uses, and `train`: Trainer.train with resume, a clean stdout and clear failures."""
+"""The Trainer class hfllm uses, and `train`: Trainer.train with resume, a clean stdout and clear failures.
+
+Imported only by the commands that train (it imports torch and transformers).
+"""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
+
+import torch
+from transformers import Trainer
 
 from hfllm.errors import HfllmError
 from hfllm.output import log
@@ -13,111 +18,103 @@ from hfllm.train.rundir import RunDir, stdout_to_stderr
 NO_BAD_STEP = 2**62  # "no non-finite loss yet" in the device tensor that records the first bad step
 
 
-@functools.cache
-def trainer_class():
-    """Return `HfllmTrainer`: transformers.Trainer with atomic checkpoints, fixed evaluation masks,
-    a record of the first non-finite loss, and clear out-of-memory errors."""
-    import torch
-    from transformers import Trainer
+class HfllmTrainer(AtomicCheckpointMixin, Trainer):
+    """transformers.Trainer with atomic checkpoints, fixed evaluation masks, a record of the first
+    non-finite loss, and clear out-of-memory errors."""
 
-    class HfllmTrainer(AtomicCheckpointMixin, Trainer):
-        """Trainer whose checkpoints are atomic and whose evaluation uses the collator's fixed masks."""
+    _first_bad: Any = None  # device tensor: the step of the first non-finite loss, or NO_BAD_STEP
+    nonfinite: str | None = None  # what went non-finite, once a check found it
 
-        _first_bad: Any = None  # device tensor: the step of the first non-finite loss, or NO_BAD_STEP
-        nonfinite: str | None = None  # what went non-finite, once a check found it
+    def evaluate(self, *args: Any, **kwargs: Any):
+        try:
+            for_evaluation = getattr(self.data_collator, "for_evaluation", None)
+            if for_evaluation is None:
+                return super().evaluate(*args, **kwargs)
+            with for_evaluation():
+                return super().evaluate(*args, **kwargs)
+        except _oom_errors() as exc:
+            raise out_of_memory_error(self.args, "evaluation") from exc
 
-        def evaluate(self, *args: Any, **kwargs: Any):
-            try:
-                for_evaluation = getattr(self.data_collator, "for_evaluation", None)
-                if for_evaluation is None:
-                    return super().evaluate(*args, **kwargs)
-                with for_evaluation():
-                    return super().evaluate(*args, **kwargs)
-            except _oom_errors() as exc:
-                raise out_of_memory_error(self.args, "evaluation") from exc
+    def get_train_dataloader(self):
+        epochs_matter = hasattr(self.data_collator, "epoch") and self.args.dataloader_num_workers > 0
+        if not (epochs_matter and self.args.dataloader_persistent_workers):
+            return super().get_train_dataloader()
+        # Persistent workers keep the collator of the first epoch: its masks would never change, and a
+        # run resumed in a later epoch would mask differently. Training workers start anew each epoch.
+        self.args.dataloader_persistent_workers = False
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.args.dataloader_persistent_workers = True
 
-        def get_train_dataloader(self):
-            epochs_matter = hasattr(self.data_collator, "epoch") and self.args.dataloader_num_workers > 0
-            if not (epochs_matter and self.args.dataloader_persistent_workers):
-                return super().get_train_dataloader()
-            # Persistent workers keep the collator of the first epoch: its masks would never change, and a
-            # run resumed in a later epoch would mask differently. Training workers start anew each epoch.
-            self.args.dataloader_persistent_workers = False
-            try:
-                return super().get_train_dataloader()
-            finally:
-                self.args.dataloader_persistent_workers = True
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # Record the step of the first non-finite loss on the device, without a host sync per step.
+        if self._first_bad is None or self._first_bad.device != loss.device:
+            self._first_bad = torch.full((), NO_BAD_STEP, dtype=torch.long, device=loss.device)
+        bad = ~torch.isfinite(loss).all() & (self._first_bad == NO_BAD_STEP)
+        self._first_bad = torch.where(bad, self.state.global_step + 1, self._first_bad)
+        return loss
 
-        def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None):
-            loss = super().training_step(model, inputs, num_items_in_batch)
-            # Record the step of the first non-finite loss on the device, without a host sync per step.
-            if self._first_bad is None or self._first_bad.device != loss.device:
-                self._first_bad = torch.full((), NO_BAD_STEP, dtype=torch.long, device=loss.device)
-            bad = ~torch.isfinite(loss).all() & (self._first_bad == NO_BAD_STEP)
-            self._first_bad = torch.where(bad, self.state.global_step + 1, self._first_bad)
-            return loss
+    def first_nonfinite_step(self) -> int | None:
+        """Return the first step with a NaN/inf loss on any process, or None (a collective: all ranks call it)."""
+        record = self._first_bad
+        if record is None:
+            record = torch.full((), NO_BAD_STEP, dtype=torch.long, device=self.args.device)
+        step = int(_all_reduce_min(record.clone()).item())
+        return None if step == NO_BAD_STEP else step
 
-        def first_nonfinite_step(self) -> int | None:
-            """Return the first step with a NaN/inf loss on any process, or None (a collective: all ranks call it)."""
-            record = self._first_bad
-            if record is None:
-                record = torch.full((), NO_BAD_STEP, dtype=torch.long, device=self.args.device)
-            step = int(_all_reduce_min(record.clone()).item())
-            return None if step == NO_BAD_STEP else step
+    def check_finite(self, weights: bool = False) -> str | None:
+        """Return what went non-finite (the loss at a step; with `weights`, the weights), or None.
 
-        def check_finite(self, weights: bool = False) -> str | None:
-            """Return what went non-finite (the loss at a step; with `weights`, the weights), or None.
+        A collective: every rank calls it at the same step. The first answer sticks.
+        """
+        if self.nonfinite is None:
+            step = self.first_nonfinite_step()
+            if step is not None:
+                self.nonfinite = f"the loss was NaN or infinite at step {step}"
+            elif weights and not self._weights_finite():
+                # A huge update can break the weights while the loss it came from was still finite.
+                self.nonfinite = (
+                    f"the weights became NaN or infinite at step {self.state.global_step}"
+                    " (its loss was finite)"
+                )
+        return self.nonfinite
 
-            A collective: every rank calls it at the same step. The first answer sticks.
-            """
-            if self.nonfinite is None:
-                step = self.first_nonfinite_step()
-                if step is not None:
-                    self.nonfinite = f"the loss was NaN or infinite at step {step}"
-                elif weights and not self._weights_finite():
-                    # A huge update can break the weights while the loss it came from was still finite.
-                    self.nonfinite = (
-                        f"the weights became NaN or infinite at step {self.state.global_step}"
-                        " (its loss was finite)"
-                    )
-            return self.nonfinite
+    def _weights_finite(self) -> bool:
+        flags = [torch.isfinite(p).all() for p in self.model.parameters() if p.numel()]
+        ok = torch.stack(flags).all() if flags else torch.tensor(True)
+        return bool(_all_reduce_min(ok.to(self.args.device, torch.long)).item())
 
-        def _weights_finite(self) -> bool:
-            flags = [torch.isfinite(p).all() for p in self.model.parameters() if p.numel()]
-            ok = torch.stack(flags).all() if flags else torch.tensor(True)
-            return bool(_all_reduce_min(ok.to(self.args.device, torch.long)).item())
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        what = self.check_finite(weights=True)
+        if what is not None:  # never publish weights that a NaN/inf reached
+            log.error("not saving checkpoint-%d: %s", self.state.global_step, what)
+            self.control.should_training_stop = True
+            return
+        super()._save_checkpoint(model, trial)
 
-        def _save_checkpoint(self, model: Any, trial: Any) -> None:
-            what = self.check_finite(weights=True)
-            if what is not None:  # never publish weights that a NaN/inf reached
-                log.error("not saving checkpoint-%d: %s", self.state.global_step, what)
-                self.control.should_training_stop = True
-                return
-            super()._save_checkpoint(model, trial)
+    def _maybe_log_save_evaluate(self, *args: Any, **kwargs: Any) -> None:
+        from hfllm.train.signals import EvaluationInterrupted
 
-        def _maybe_log_save_evaluate(self, *args: Any, **kwargs: Any) -> None:
-            from hfllm.train.signals import EvaluationInterrupted
+        try:
+            super()._maybe_log_save_evaluate(*args, **kwargs)
+        except EvaluationInterrupted:
+            # A signal abandoned the evaluation (the loss was logged before it): save the step, stop.
+            self.control.should_training_stop = True
+            self._save_checkpoint(self.model_wrapped, None)
+            self.control = self.callback_handler.on_save(self.args, self.state, self.control)
 
-            try:
-                super()._maybe_log_save_evaluate(*args, **kwargs)
-            except EvaluationInterrupted:
-                # A signal abandoned the evaluation (the loss was logged before it): save the step, stop.
-                self.control.should_training_stop = True
-                self._save_checkpoint(self.model_wrapped, None)
-                self.control = self.callback_handler.on_save(self.args, self.state, self.control)
-
-        def _finalize_training(self, *args: Any, **kwargs: Any):
-            # With save_total_limit 1, Transformers deletes every checkpoint but the best one here, the
-            # newest included; hfllm's rotation (at each save) keeps both, so turn that step off.
-            limit = self.args.save_total_limit
-            if limit == 1:
-                self.args.save_total_limit = None
-            try:
-                return super()._finalize_training(*args, **kwargs)
-            finally:
-                self.args.save_total_limit = limit
-
-    return HfllmTrainer
+    def _finalize_training(self, *args: Any, **kwargs: Any):
+        # With save_total_limit 1, Transformers deletes every checkpoint but the best one here, the
+        # newest included; hfllm's rotation (at each save) keeps both, so turn that step off.
+        limit = self.args.save_total_limit
+        if limit == 1:
+            self.args.save_total_limit = None
+        try:
+            return super()._finalize_training(*args, **kwargs)
+        finally:
+            self.args.save_total_limit = limit
 
 
 def train(trainer: Any, run: RunDir, how_to_resume: str = "rerun the same command to continue from it"):
