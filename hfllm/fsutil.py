@@ -55,7 +55,9 @@ class DirLock:
     def __init__(self, directory: Path):
         self.path = Path(directory) / LOCK_FILE
         self._fd: int | None = None
-        self.created = False  # whether acquire() made the lock file (then a run that never started removes it)
+        self.created = (
+            False  # whether acquire() made the lock file (then a run that never started removes it)
+        )
         self._claimed = False
 
     def acquire(self, what: str) -> None:
@@ -86,7 +88,9 @@ class DirLock:
 
         previous = _read_holder(self._fd)
         if previous != "unknown holder":
-            log.warning("taking over the lock of %s, left by %s (no longer running)", self.path.parent, previous)
+            log.warning(
+                "taking over the lock of %s, left by %s (no longer running)", self.path.parent, previous
+            )
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
         self._claimed = True

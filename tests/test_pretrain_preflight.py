@@ -144,7 +144,9 @@ def test_training_settings_build_real_training_arguments(tmp_path):
     from hfllm.train.rundir import RunDir
     from hfllm.train.runner import training_settings
 
-    inputs = Inputs(model=None, tokenizer=None, data=None, splits={"train": [0], "validation": [0]}, model_name="x")
+    inputs = Inputs(
+        model=None, tokenizer=None, data=None, splits={"train": [0], "validation": [0]}, model_name="x"
+    )
     for path in sorted((REPO / "configs" / "pretrain").glob("*.yaml")):
         settings = training_settings(MaskedLM(), load_any(path), inputs, RunDir(tmp_path))
         # GPU-only settings (bf16, FSDP, DeepSpeed) are checked in tests/test_scale_configs.py.
