@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -96,13 +97,14 @@ class DirLock:
         self._claimed = True
 
     def release(self) -> None:
-        """Drop the lock; a claimed file is emptied, so the next holder sees a clean handover."""
+        """Drop the lock. The lock file goes too (removed while still locked) when this process made or
+        claimed it, so a finished dir holds no lock file and the next holder sees a clean handover."""
         if self._fd is None:
             return
         import fcntl
 
-        if self._claimed:
-            os.ftruncate(self._fd, 0)
+        if self._claimed or self.created:
+            self.path.unlink(missing_ok=True)
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
@@ -111,3 +113,32 @@ class DirLock:
 def _read_holder(fd: int) -> str:
     text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
     return text or "unknown holder"
+
+
+def make_writable_dir(path: Path) -> list[Path]:
+    """Create `path` (and missing parents) and check a file can be written there; return the dirs made.
+
+    Raises InputError (exit 3) before any model is built when the place cannot hold the run's outputs.
+    """
+    made = [p for p in [path, *path.parents] if not p.exists()][::-1]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".hfllm-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        remove_empty_dirs(made)
+        from hfllm.errors import InputError
+
+        raise InputError(
+            f"cannot write the run's outputs to {path}: {exc.strerror or exc}",
+            "choose an --output-dir where you can create files",
+        ) from None
+    return made
+
+
+def remove_empty_dirs(made: list[Path]) -> None:
+    """Remove the dirs `make_writable_dir` made (deepest first), each only while it is empty."""
+    for path in reversed(made):
+        with contextlib.suppress(OSError):
+            path.rmdir()

@@ -73,3 +73,17 @@ def load_any(path: Path, sets: list[str] | None = None, kind: str | None = None)
 def to_yaml(config: BaseModel) -> str:
     """Return the resolved config as YAML that loads back to an equal object."""
     return dump_yaml(config.model_dump(mode="json"))
+
+
+def changed_keys(
+    old: Any, new: Any, prefix: str = "", ignore: tuple[str, ...] = ()
+) -> list[tuple[str, Any, Any]]:
+    """Return (dotted key, old, new) for every leaf that differs between two config mappings."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            name = f"{prefix}{key}"
+            if name not in ignore:
+                out += changed_keys(old.get(key), new.get(key), f"{name}.", ignore)
+        return out
+    return [] if old == new else [(prefix.rstrip("."), old, new)]

@@ -27,6 +27,7 @@ class Columns:
     tags: str | None = None
     label_separator: str | None = None
     numeric_label: bool = False  # problem_type regression: every label must be a number
+    single_label: bool = False  # problem_type single-label or regression: a list is not a label
 
     def needed(self) -> list[str]:
         return [c for c in (self.text, self.text_pair, self.label, self.tokens, self.tags) if c]
@@ -34,10 +35,35 @@ class Columns:
 
 @dataclass
 class IngestStats:
-    """What reading found: documents per input, and the kinds of label values seen."""
+    """What reading found: documents per input, and the kinds of label values seen (with the first
+    place and value of each kind, for messages)."""
 
     documents: list[int] = field(default_factory=list)
     label_kinds: set[str] = field(default_factory=set)
+    first_of_kind: dict[str, tuple[str, str]] = field(default_factory=dict)
+    kind_counts: dict[str, int] = field(default_factory=dict)
+
+    def check_label_kinds(self, column: str) -> None:
+        """Raise InputError when labels mix lists with single values, or class names with numbers."""
+        kinds = self.label_kinds
+        clash = (
+            ("list", next(k for k in ("str", "int", "float") if k in kinds)) if "list" in kinds and len(kinds) > 1
+            else ("str", "float" if "float" in kinds else "int") if "str" in kinds and kinds & {"int", "float"}
+            else None
+        )  # fmt: skip
+        if clash is None:
+            return
+        shown = "; ".join(
+            f"{self.kind_counts[k]} {_KIND_NAMES[k]} (first at {self.first_of_kind[k][0]}: {self.first_of_kind[k][1]})"
+            for k in clash
+        )
+        raise InputError(
+            f"labels in column {column!r} mix kinds: {shown}",
+            "make every label the same kind (all names, all numbers, or all lists), or set problem_type",
+        )
+
+
+_KIND_NAMES = {"list": "lists", "str": "names", "int": "integers", "float": "fractional numbers"}
 
 
 def columns_for(config) -> Columns:
@@ -47,12 +73,14 @@ def columns_for(config) -> Columns:
         return Columns(tokens=data.tokens_column, tags=data.tags_column)
     label = data.label_column if config.task == "sequence-classification" else None
     numeric = label is not None and config.problem_type == "regression"
+    single = label is not None and config.problem_type in ("regression", "single_label_classification")
     return Columns(
         data.text_column,
         data.text_pair_column,
         label,
         label_separator=data.label_separator,
         numeric_label=numeric,
+        single_label=single,
     )
 
 
@@ -161,7 +189,23 @@ def _label_text(value, cols: Columns, source: Source, row: int, stats: IngestSta
             f"{_where(source, row)}: missing label (column {cols.label!r})",
             "give every row a label, or remove the unlabelled rows",
         )
+    if isinstance(value, dict):
+        raise InputError(
+            f"{_where(source, row)}: label {json.dumps(value)[:60]} (column {cols.label!r}) is a JSON object",
+            "give one class name or number per row (a list for multi-label data)",
+        )
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        raise InputError(
+            f"{_where(source, row)}: label {json.dumps(value)[:60]} (column {cols.label!r}) nests lists or objects",
+            "a multi-label row is a flat list of class names",
+        )
     text, kind = _label_and_kind(value, cols)
+    if kind == "list" and cols.single_label:
+        raise InputError(
+            f"{_where(source, row)}: label {text[:60]} (column {cols.label!r}) is a list, but problem_type "
+            "expects one label per row",
+            "give one label per row, or set problem_type: multi_label_classification",
+        )
     if cols.numeric_label and kind not in ("int", "float"):
         # Found here, the row is known; found later (when labels are encoded) it would not be.
         raise InputError(
@@ -170,6 +214,8 @@ def _label_text(value, cols: Columns, source: Source, row: int, stats: IngestSta
             "fix the label, or set problem_type to a classification type",
         )
     stats.label_kinds.add(kind)
+    stats.first_of_kind.setdefault(kind, (_where(source, row), text[:40]))
+    stats.kind_counts[kind] = stats.kind_counts.get(kind, 0) + 1
     return text
 
 

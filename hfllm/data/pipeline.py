@@ -1,16 +1,12 @@
 """`hfllm preprocess` as a library: read -> clean -> split -> tokenizer -> pack -> save, with a manifest.
 
-Entry points:
-- `run_preprocess(config, force)`: the whole command; writes the data dir and returns the JSON result.
-- `build_supervised_splits(config, tokenizer, ...)`: labelled files -> tokenized DatasetDict with a GIVEN
-  tokenizer (e.g. a pretrained model's), for `hfllm finetune` on raw files; writes only into `work_dir`.
+`run_preprocess(config, force)` is the whole command: it writes the data dir and returns the JSON result.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +20,9 @@ from hfllm.data.sources import SPLITS, resolve_sources
 from hfllm.data.supervised import label_names, tag_names
 from hfllm.data.tokenizer import tokenizer_type, train_tokenizer
 from hfllm.errors import ConfigError, InputError
+from hfllm.fsutil import DirLock, make_writable_dir, remove_empty_dirs
 from hfllm.output import log
+from hfllm.owners import MARKER, check_owner, owner_of, write_marker
 from hfllm.tasks.names import problem_type_from_labels
 
 
@@ -50,44 +48,53 @@ def run_preprocess(config, force: bool = False) -> dict[str, Any]:
         raise ConfigError("no output dir: set output_dir in the config or pass --output-dir")
     timer = Timer()
     out = Path(config.output_dir)
-    mf.claim_output_dir(out, force)
-    work = mf.make_work_dir(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output dir {out} is a file", "choose another --output-dir")
+    check_owner(out, "preprocess", "--force" if force else "")
+    created = make_writable_dir(out)
+    lock = DirLock(out)
+    lock.acquire("`hfllm preprocess`")
+    work, built = mf.make_work_dir(out), False
     try:
         sources = resolve_sources(config.data, work / "stdin", exclude=out)
         if not sources:
             raise InputError("no inputs left: every file named in data.* lies inside the output dir")
         key = mf.cache_key(config, sources)
+        manifest = mf.read_manifest(out)
+        if manifest is not None:
+            key = mf.same_content(manifest, key, sources)
         reason = mf.cache_miss_reason(out, key)
         if reason is None and not force:
             log.info("%s is up to date (same inputs, settings and tokenizer): nothing to do", out)
             return _result(out, mf.read_manifest(out), "cached", timer.total())
+        changed = None if force else mf.changes(out, config, key)
+        if changed:
+            raise ConfigError(
+                f"{out} holds a finished data dir built differently: {changed}",
+                "use a new --output-dir, or --force to rebuild it (runs trained on it then no longer match it)",
+            )
+        lock.claim()
+        if (
+            owner_of(out) != "preprocess" or not (out / MARKER).is_file()
+        ):  # never touch a finished dir's files
+            write_marker(out, "preprocess")
         log.info("building %s: %s", out, "--force" if force else reason)
         splits, manifest, tokenizer = _build(config, sources, work, timer)
         manifest["cache_key"] = key
         _save(out, work, splits, tokenizer, config, manifest, timer)
+        built = True
         return _result(out, manifest, "built", manifest["timings"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        lock.release()
+        if not built and created and mf.read_manifest(out) is None:
+            remove_new_dir(out, created)
 
 
-def build_supervised_splits(
-    config, tokenizer, label2id: dict[str, int] | None = None, work_dir: Path | None = None
-):
-    """Return (DatasetDict, manifest dict) of labelled raw files tokenized with the given `tokenizer`.
-
-    `config` is a PreprocessConfig with packing.mode supervised; `label2id` (e.g. a pretrained
-    classifier's) fixes the label ids, and a label outside it is an error. The Arrow files live in
-    `work_dir` (default: a new temporary dir), which must outlive the returned datasets.
-    """
-    if config.packing.mode != "supervised":
-        raise ConfigError("build_supervised_splits needs packing.mode: supervised")
-    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="hfllm-data-"))
-    work.mkdir(parents=True, exist_ok=True)
-    sources = resolve_sources(config.data, work / "stdin")
-    timer = Timer()
-    splits, manifest, _ = _build(config, sources, work, timer, tokenizer=tokenizer, label2id=label2id)
-    manifest["timings"] = timer.total()
-    return splits, manifest
+def remove_new_dir(out: Path, created: list[Path]) -> None:
+    """Remove a data dir this run created and never finished (its marker, then the dirs)."""
+    (out / MARKER).unlink(missing_ok=True)
+    remove_empty_dirs(created)
 
 
 def _build(config, sources, work: Path, timer: Timer, tokenizer=None, label2id=None):
@@ -106,7 +113,9 @@ def _build(config, sources, work: Path, timer: Timer, tokenizer=None, label2id=N
     rows, counts = stages.split(cleaned, config, sources)
     counts.update(changed=changed, decode_replaced=replaced)
     by_split = {name: cleaned.select(rows[name]) for name in SPLITS if len(rows[name])}
-    labels = _labels(config, cols, cleaned, rows, ingested.label_kinds, label2id)
+    warnings = split_warnings(config, rows)
+    labels = _labels(config, cols, cleaned, rows, ingested, label2id, sources, warnings)
+    report_warnings(warnings, config.strict)
     timer.lap("split")
     if tokenizer is None:
         tokenizer = _tokenizer(config, by_split["train"], cols, work)
@@ -121,21 +130,62 @@ def _build(config, sources, work: Path, timer: Timer, tokenizer=None, label2id=N
     return DatasetDict(packed), manifest, tokenizer
 
 
-def _labels(config, cols, cleaned, rows, label_kinds, given) -> dict[str, Any]:
-    """Return the task's label set: names, label2id and problem type (empty for group/line)."""
+# A class with fewer examples than this cannot be learned or measured: warned about (refused under --strict).
+MIN_CLASS_EXAMPLES = 5
+
+
+def split_warnings(config, rows) -> list[str]:
+    """Return warnings about splits that the config asked for but the data left empty."""
+    asked = {"validation": config.split.validation, "test": config.split.test}
+    return [
+        f"the {name} split is empty: {len(rows['train'])} documents are too few for split.{name}: {share}"
+        for name, share in asked.items()
+        if share > 0 and len(rows[name]) == 0
+    ]
+
+
+def report_warnings(warnings: list[str], strict: bool) -> None:
+    """Log each data warning, or refuse the data under --strict (exit 3)."""
+    if warnings and strict:
+        raise InputError(
+            f"--strict: {warnings[0]}" + (f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""),
+            "fix the data, or drop --strict to accept it with warnings",
+        )
+    for warning in warnings:
+        log.warning("%s", warning)
+
+
+def _labels(config, cols, cleaned, rows, ingested, given, sources, warnings) -> dict[str, Any]:
+    """Return the task's label set: names, label2id and problem type (empty for group/line); add the
+    data's label warnings to `warnings`, refuse labels that cannot be right."""
     info: dict[str, Any] = {"task": config.task, "problem_type": None, "names": None, "label2id": None}
     if config.task is None:
         return info
     import numpy as np
 
     kept = np.sort(np.concatenate([rows[name] for name in SPLITS]))
+    where = f"{', '.join(s.path for s in sources[:2])}{'...' if len(sources) > 2 else ''}"
     if config.task == "token-classification":
         names = tag_names(cleaned.select(kept)[cols.tags])
     else:
-        info["problem_type"] = problem_type_from_labels(config.problem_type, label_kinds)
+        ingested.check_label_kinds(cols.label)
+        info["problem_type"] = problem_type_from_labels(config.problem_type, ingested.label_kinds)
         if info["problem_type"] == "regression":
+            if config.problem_type == "auto":
+                warnings.append(
+                    f"{where}: labels in column {cols.label!r} include fractional numbers (first at "
+                    f"{ingested.first_of_kind['float'][0]}: {ingested.first_of_kind['float'][1]}), so "
+                    "problem_type auto chose regression; set problem_type to say which you mean"
+                )
             return info
         names = label_names(cleaned.select(kept)[cols.label], info["problem_type"])
+        if len(names) < 2:
+            raise InputError(
+                f"{where}: column {cols.label!r} holds {len(names)} class ({', '.join(names)}); "
+                "classification needs at least 2",
+                "check data.label_column, or give examples of every class",
+            )
+        warnings += rare_class_warnings(cleaned.select(kept)[cols.label], info["problem_type"], cols.label)
     if given is not None:
         unknown = sorted(set(names) - set(given))
         if unknown:
@@ -194,6 +244,25 @@ def _pack(ds, tokenizer, config, cols, work: Path, name: str, labels):
     if mode == "line":
         return stages.pack_line(ds, tokenizer, config, cols, work, name)
     return stages.pack_supervised(ds, tokenizer, config, cols, work, name, labels)
+
+
+def rare_class_warnings(values: list[str], problem_type: str, column: str) -> list[str]:
+    """Return a warning when classes have fewer than MIN_CLASS_EXAMPLES examples (naming the rarest)."""
+    import collections
+    import json
+
+    if problem_type == "multi_label_classification":
+        counts = collections.Counter(n for v in values for n in (json.loads(v) if v.startswith("[") else [v]))
+    else:
+        counts = collections.Counter(values)
+    rare = sorted((n, name) for name, n in counts.items() if n < MIN_CLASS_EXAMPLES)
+    if not rare:
+        return []
+    shown = ", ".join(f"{name!r} ({n})" for n, name in rare[:5]) + ("..." if len(rare) > 5 else "")
+    return [
+        f"{len(rare)} of {len(counts)} classes in column {column!r} have fewer than {MIN_CLASS_EXAMPLES} "
+        f"examples: {shown}"
+    ]
 
 
 def _sum_counts(per_split: dict[str, dict[str, int]]) -> dict[str, int]:

@@ -201,6 +201,13 @@ def read_csv(source: Source, data) -> Iterator[Record]:
         header = next(reader)
     except StopIteration:
         raise InputError(f"{source.path}: file is empty") from None
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        # A dict of the row would keep only the last of the columns that share a name.
+        raise InputError(
+            f"{source.path}: line 1: the header names column {repeated[0]!r} {header.count(repeated[0])} times",
+            "give every column its own name",
+        )
     for row in reader:
         if not row:
             continue

@@ -15,13 +15,14 @@ import numpy as np
 
 from hfllm.data.datadir import DataDir, open_data_dir
 from hfllm.errors import ConfigError, InputError
-from hfllm.fsutil import atomic_write_json
+from hfllm.fsutil import atomic_write_json, make_writable_dir, remove_empty_dirs
 from hfllm.inference.batching import forward_logits
 from hfllm.inference.report import plot_confusion_matrix, write_report
 from hfllm.metrics import compute
 from hfllm.models.loader import load_for_inference
 from hfllm.models.preflight import check_same_tokenizer
 from hfllm.output import log
+from hfllm.owners import MARKER, check_owner, write_marker
 from hfllm.tasks.classification import clean, sequence_metrics, sequence_outputs
 from hfllm.tasks.names import IGNORE_INDEX, MASKED_LM, MULTI, REGRESSION, TOKEN, problem_type_of
 
@@ -40,10 +41,22 @@ def run_evaluate(
     """Return the evaluation summary after writing its files into `output_dir`."""
     started = time.time()
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir, split)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"--output-dir {output_dir} is a file", "give a new or empty directory")
+    check_owner(output_dir, "evaluate", "--overwrite" if overwrite else "", own_files=(*OUTPUTS, MARKER))
     if (output_dir / "metrics.json").exists() and not overwrite:
         raise ConfigError(
             f"{output_dir}/metrics.json exists; pass --overwrite to replace it, or another --output-dir"
         )
+    created = make_writable_dir(output_dir)  # an unwritable place fails before the model is loaded
+    try:
+        return _evaluate(model_dir, data_dir, split, output_dir, batch_size, seed, started)
+    except BaseException:
+        remove_empty_dirs(created)  # a refused evaluation leaves nothing behind
+        raise
+
+
+def _evaluate(model_dir, data_dir, split: str, output_dir: Path, batch_size: int, seed: int, started: float):
     # The data is checked first: a wrong --data or --split fails before the model is loaded.
     data = open_data_dir(Path(data_dir))
     splits = data.load_splits()  # a missing or unreadable split is an InputError naming it
@@ -59,7 +72,7 @@ def run_evaluate(
     if task != MASKED_LM:
         check_labels(model.config, data, dataset, task, str(data_dir))
     # Every check passed: only now may earlier results in the output dir go.
-    output_dir.mkdir(parents=True, exist_ok=True)
+    write_marker(output_dir, "evaluate")
     for name in OUTPUTS:
         (output_dir / name).unlink(missing_ok=True)
     if task == MASKED_LM:

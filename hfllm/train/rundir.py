@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -29,16 +28,23 @@ from typing import Any
 
 import yaml
 
-from hfllm import __version__
+from hfllm.config.loader import changed_keys
 from hfllm.errors import ConfigError, InputError
-from hfllm.fsutil import LOCK_FILE, DirLock, atomic_write_json, atomic_write_text
-from hfllm.launch import is_main_process, world_size
+from hfllm.fsutil import (
+    LOCK_FILE,
+    DirLock,
+    atomic_write_json,
+    atomic_write_text,
+    make_writable_dir,
+    remove_empty_dirs,
+)
+from hfllm.launch import is_main_process
 from hfllm.output import log
+from hfllm.owners import MARKER, check_owner, write_marker
 from hfllm.train.checkpoints import TMP_PREFIX, complete_checkpoints, is_complete
 
 # What a run writes; --overwrite removes these and nothing else (a run never deletes what it did not create).
 FACTS = "run_facts.json"
-MARKER = ".hfllm-run.json"
 RUN_ENTRIES = (
     MARKER,
     "config.yaml",
@@ -82,7 +88,8 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         remove_partial_checkpoints(self.checkpoints)
         if self.config_yaml is not None:
-            atomic_write_json(self.path / MARKER, marker(self.command, self.recipe, self.config_yaml))
+            digest = hashlib.sha256(self.config_yaml.encode("utf-8")).hexdigest()
+            write_marker(self.path, self.command or "run", recipe=self.recipe, config_sha256=digest)
             atomic_write_text(self.config, self.config_yaml)
         if self.facts is not None:
             atomic_write_json(self.path / FACTS, self.facts)
@@ -91,13 +98,9 @@ class RunDir:
         """Release the lock; a run that never started leaves nothing behind (its lock file, the dirs it made)."""
         if self.lock is not None:
             self.lock.release()
-            if not self.started and self.lock.created:
-                (self.path / LOCK_FILE).unlink(missing_ok=True)
             self.lock = None
         if not self.started:
-            for made in reversed(self.created):
-                with contextlib.suppress(OSError):
-                    made.rmdir()  # only while empty
+            remove_empty_dirs(self.created)
 
     @property
     def checkpoints(self) -> Path:
@@ -122,12 +125,6 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
-
-
-def marker(command: str | None, recipe: str | None, config_yaml: str) -> dict[str, Any]:
-    """Return the content of .hfllm-run.json: which command and recipe made the dir, from which config."""
-    digest = hashlib.sha256(config_yaml.encode("utf-8")).hexdigest()
-    return {"command": command, "recipe": recipe, "config_sha256": digest, "hfllm_version": __version__}
 
 
 def is_finished(path: Path) -> bool:
@@ -170,12 +167,12 @@ def prepare_run_dir(
         raise ConfigError(
             "--overwrite removes the run's checkpoints; it cannot be combined with --resume PATH"
         )
-    check_owner(path, command, overwrite)
+    check_owner(path, command or "run", "--overwrite" if overwrite else "")
     if overwrite:
         check_not_reading(path, reads)
         run = RunDir(path, overwrite=True)
     else:
-        run = _decide(path, resume)
+        run = decide(path, resume)
     run.config_yaml, run.command, run.recipe = config_yaml, command, recipe
     if run.finished:
         _check_same_config(path / "config.yaml", config_yaml)
@@ -192,52 +189,6 @@ def prepare_run_dir(
     return run
 
 
-def check_owner(path: Path, command: str | None, overwrite: bool) -> None:
-    """Raise ConfigError unless `path` is missing, empty, or a run dir that `command` made."""
-    entries = sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE) if path.is_dir() else []
-    if not entries:
-        return
-    found = owner_of(path)
-    if found is None:
-        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
-        raise ConfigError(
-            f"{path} is not empty and is not an hfllm run dir (it holds {shown})",
-            "choose a new or empty --output-dir (hfllm writes only into its own run dirs)",
-        )
-    if command is not None and found != command:
-        raise ConfigError(
-            f"{path} holds the outputs of `hfllm {found}`, not of `hfllm {command}`",
-            "choose a new --output-dir"
-            + (" (--overwrite never replaces what another command made)" if overwrite else ""),
-        )
-
-
-def owner_of(path: Path) -> str | None:
-    """Return the command that made `path` (pretrain, finetune, preprocess, evaluate...), or None."""
-    try:
-        made = json.loads((path / MARKER).read_text(encoding="utf-8"))
-        if isinstance(made, dict) and made.get("command"):
-            return str(made["command"])
-    except (OSError, ValueError):
-        pass
-    if (path / "manifest.json").is_file() or (path / ".hfllm-preprocess").is_file():
-        return "preprocess"
-    # Run dirs written before the marker existed: their config.yaml names an hfllm command as its kind.
-    if (path / "config.yaml").is_file():
-        from hfllm.config.schemas import SCHEMAS
-
-        try:
-            kind = (yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}).get("kind")
-        except (OSError, ValueError, yaml.YAMLError, AttributeError):
-            return None
-        return str(kind) if kind in SCHEMAS else None
-    # A finetune run that stopped after preprocessing its raw files into data/, before it started.
-    entries = {p.name for p in path.iterdir()} - {LOCK_FILE}
-    if entries == {"data"} and owner_of(path / "data") == "preprocess":
-        return "finetune"
-    return None
-
-
 def check_not_reading(path: Path, reads: tuple[Path, ...]) -> None:
     """Raise ConfigError when --overwrite would delete a path the run reads (its starting model, its data)."""
     doomed = [(path / name).resolve() for name in RUN_ENTRIES]
@@ -248,28 +199,6 @@ def check_not_reading(path: Path, reads: tuple[Path, ...]) -> None:
                 f"--overwrite would delete {read}, which this run reads",
                 "copy that model or data elsewhere first, or use another --output-dir",
             )
-
-
-def make_writable_dir(path: Path) -> list[Path]:
-    """Create `path` (and missing parents) and check a file can be written there; return the dirs made.
-
-    Raises InputError (exit 3) before any model is built when the place cannot hold the run's outputs.
-    """
-    made = [p for p in [path, *path.parents] if not p.exists()][::-1]
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".hfllm-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        for p in reversed(made):
-            with contextlib.suppress(OSError):
-                p.rmdir()
-        raise InputError(
-            f"cannot write the run's outputs to {path}: {exc.strerror or exc}",
-            "choose an --output-dir where you can create files",
-        ) from None
-    return made
 
 
 def take_lock(run: RunDir, what: str) -> None:
@@ -293,29 +222,15 @@ def _check_same_config(old_path: Path, new_yaml: str) -> None:
     old = yaml.safe_load(old_path.read_text(encoding="utf-8")) or {}
     changed = changed_keys(old, yaml.safe_load(new_yaml) or {}, ignore=("output_dir",))
     if changed:
-        shown = "; ".join(f"{k}: {_shown(a)} -> {_shown(b)}" for k, a, b in changed[:6])
+        listed = "; ".join(f"{k}: {shown(a)} -> {shown(b)}" for k, a, b in changed[:6])
         more = f" (and {len(changed) - 6} more)" if len(changed) > 6 else ""
         raise ConfigError(
-            f"{old_path.parent} holds a finished run made with another config: {shown}{more}",
+            f"{old_path.parent} holds a finished run made with another config: {listed}{more}",
             "use a new --output-dir, or --overwrite to train again with the new settings",
         )
 
 
-def changed_keys(
-    old: Any, new: Any, prefix: str = "", ignore: tuple[str, ...] = ()
-) -> list[tuple[str, Any, Any]]:
-    """Return (dotted key, old, new) for every leaf that differs between two config mappings."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new), key=str):
-            name = f"{prefix}{key}"
-            if name not in ignore:
-                out += changed_keys(old.get(key), new.get(key), f"{name}.", ignore)
-        return out
-    return [] if old == new else [(prefix.rstrip("."), old, new)]
-
-
-def _decide(path: Path, resume: str) -> RunDir:
+def decide(path: Path, resume: str) -> RunDir:
     entries = [p for p in path.iterdir() if p.name != LOCK_FILE] if path.is_dir() else []
     if resume == "never":
         if entries:
@@ -374,125 +289,6 @@ def _check_config_unchanged(old_path: Path, new_yaml: str, keys: tuple[str, ...]
         )
 
 
-# Model config fields that fix the shapes of the weights in a checkpoint.
-MODEL_FACTS = (
-    "model_type",
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "max_position_embeddings",
-    "num_labels",
-)
-# How a fact is called in messages, and what restores it ({old}: the recorded value).
-FACT_NAMES = {
-    "tokenizer": ("tokenizer fingerprint", "use data tokenized with the old tokenizer"),
-    "max_length": ("max_length", "use data packed to max_length {old}"),
-    "model": ("model size", "set the model back to the old size"),
-    "labels": ("labels", "use data with the old label set"),
-    "world_size": ("world size", "resume with world size {old} (--num-processes {old} on one machine)"),
-    "global_batch_size": ("global batch size", "keep per-device batch x processes x accumulation as before"),
-}
-
-
-def run_facts(
-    tokenizer: str | None,
-    max_length: int | None,
-    model_config: Any,
-    global_batch_size: int,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Return the facts a run's checkpoints depend on (recorded in run_facts.json when it starts)."""
-    model = {key: getattr(model_config, key, None) for key in MODEL_FACTS}
-    return {
-        "format": 1,
-        "tokenizer": tokenizer,
-        "max_length": int(max_length) if max_length else None,
-        "model": {key: value for key, value in model.items() if value is not None},
-        "world_size": world_size(),
-        "global_batch_size": int(global_batch_size),
-        **extra,
-    }
-
-
-def planned_global_batch(training: dict[str, Any]) -> int:
-    """Return per-device batch x processes x accumulation as the `training:` settings ask for."""
-    per_device = int(training.get("per_device_train_batch_size") or 8)
-    accumulation = int(training.get("gradient_accumulation_steps") or 1)
-    return per_device * world_size() * accumulation
-
-
-def facts_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
-    """Return (fact, name in messages, old, new) for each recorded fact whose value changed."""
-    changes = []
-    for key, (name, _) in FACT_NAMES.items():
-        before, after = old.get(key), new.get(key)
-        if key not in old or key not in new or before == after:
-            continue
-        if isinstance(before, dict) and isinstance(after, dict):
-            for sub in sorted(set(before) | set(after)):
-                if before.get(sub) != after.get(sub):
-                    changes.append((key, f"model.{sub}", before.get(sub), after.get(sub)))
-        else:
-            changes.append((key, name, before, after))
-    return changes
-
-
-def _shown(value: Any) -> str:
-    text = str(value)
-    return text[:12] if isinstance(value, str) and len(value) == 64 else text[:60]
-
-
-def check_resume_facts(run: RunDir, facts: dict[str, Any], force: bool = False) -> None:
-    """Record `facts` for run.start(); when resuming, raise ConfigError if the checkpoints were made
-    with other ones (naming each change, old -> new), or only warn with `force` (--resume-force)."""
-    run.facts = facts
-    if run.resume_from is None:
-        return
-    recorded = Path(run.resume_from).parent.parent / FACTS
-    if not recorded.is_file():
-        log.info("%s records no run facts (an older run dir): resuming without comparing them", recorded)
-        return
-    try:
-        old = json.loads(recorded.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{recorded}: unreadable ({exc})", "pass --overwrite to start again") from None
-    changes = facts_changes(old, facts)
-    if not changes:
-        return
-    said = "; ".join(f"{name} {_shown(a)} -> {_shown(b)}" for _, name, a, b in changes)
-    if force:
-        if is_main_process():
-            log.warning("--resume-force: resuming from %s although %s", run.resume_from, said)
-        return
-    remedies = list(dict.fromkeys(FACT_NAMES[key][1].format(old=_shown(a)) for key, _, a, _ in changes))
-    raise ConfigError(
-        f"{recorded}: cannot resume, the checkpoints were made with other settings: {said}",
-        f"{'; '.join(remedies)}; or pass --resume-force to resume anyway, or --overwrite to start again",
-    )
-
-
-def check_world_size_before_launch(
-    output_dir: Path, resume: str, overwrite: bool, force: bool, processes: int
-):
-    """Refuse, before starting `processes` workers, to resume a run recorded with another world size
-    (else every worker would load everything, then print the same refusal)."""
-    if overwrite or force or resume == "never":
-        return
-    try:
-        run = _decide(Path(output_dir), resume)
-    except (ConfigError, InputError):
-        return  # the run itself reports these, once
-    if run.resume_from is None or run.finished:
-        return
-    recorded = Path(run.resume_from).parent.parent / FACTS
-    with contextlib.suppress(OSError, ValueError):
-        old = json.loads(recorded.read_text(encoding="utf-8"))
-        if old.get("world_size", processes) != processes:
-            check_resume_facts(run, {**old, "world_size": processes})
-
-
 def _dig(data: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         data = data.get(part) if isinstance(data, dict) else None
@@ -505,3 +301,9 @@ def stdout_to_stderr() -> Iterator[None]:
     sys.stdout.flush()
     with contextlib.redirect_stdout(sys.stderr):
         yield
+
+
+def shown(value: Any) -> str:
+    """Return a value short enough for a one-line message (a sha256 as its first 12 characters)."""
+    text = str(value)
+    return text[:12] if isinstance(value, str) and len(value) == 64 else text[:60]

@@ -16,15 +16,9 @@ from typing import Any
 
 from hfllm.config import to_yaml
 from hfllm.output import log
+from hfllm.train.facts import check_resume_facts, planned_global_batch, run_facts
 from hfllm.train.recipe import Inputs, Recipe
-from hfllm.train.rundir import (
-    RunDir,
-    check_resume_facts,
-    planned_global_batch,
-    prepare_run_dir,
-    run_facts,
-    stdout_to_stderr,
-)
+from hfllm.train.rundir import RunDir, prepare_run_dir, stdout_to_stderr
 
 SPLITS = ("train", "validation", "test")
 
@@ -292,7 +286,8 @@ def launch_workers(recipe, config, resume, overwrite, resume_force, needs_launch
     """Start the workers under torchrun while this process holds the run dir's lock; return the result
     of a run that is already finished (no workers needed), else None. Raise SystemExit on failure."""
     from hfllm.launch import launch_if_asked
-    from hfllm.train.rundir import LOCK_HELD_ENV, check_world_size_before_launch
+    from hfllm.train.facts import check_world_size_before_launch
+    from hfllm.train.rundir import LOCK_HELD_ENV
 
     started = time.time()
     rundir = open_run(recipe, config, resume, overwrite, resume_force)

@@ -188,6 +188,11 @@ class PreprocessConfig(Section):
     )
     batch_size: int = Field(1000, ge=1, description="Documents per batch in cleaning and tokenization.")
     output_dir: str | None = Field(None, description="The data dir to write (or pass --output-dir).")
+    strict: bool = Field(
+        False,
+        description="Refuse data that is only suspicious (classes with fewer than 5 examples, a validation or "
+        "test split left empty, problem_type auto choosing regression) instead of warning (or pass --strict).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self):
