@@ -69,7 +69,7 @@ def test_majority_baseline(tmp_path):
 
 
 def test_demo_configs_are_the_repos_configs_demo():
-    assert (REPO / "configs" / "demo").resolve() == CONFIGS
+    assert (REPO / "configs" / "demo").resolve() == CONFIGS == REPO / "hfllm" / "configs" / "demo"
     assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == [
         "finetune-minilm.yaml",
         "finetune-scratch.yaml",

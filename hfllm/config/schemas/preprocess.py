@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from hfllm.config.schemas.base import Section
-
-
-def _as_list(value):
-    # `files: corpus.txt` is as natural in YAML as a one-item list.
-    return [value] if isinstance(value, str) else value
-
-
-FileList = Annotated[list[str], BeforeValidator(_as_list)]
+from hfllm.config.schemas.base import FileList, Section
 
 
 class DataSection(Section):
