@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,10 @@ def test_the_repos_configs_dir_is_the_packages():
 
 def test_package_data_ships_every_config_file():
     """pyproject's package-data globs must cover every file under hfllm/configs/, or a wheel lacks it."""
-    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["hfllm"]
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "hfllm"
+    ]
     shipped = {p for pattern in globs for p in (REPO / "hfllm").glob(pattern)}
     files = {p for p in CONFIGS_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert files and files <= shipped, sorted(str(p) for p in files - shipped)

@@ -38,7 +38,6 @@ def validate(
 ) -> None:
     """Check config files; exit 2 at the first one that is wrong."""
     from hfllm.config import load_any
-
     from hfllm.output import log
 
     for path in files:

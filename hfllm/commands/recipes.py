@@ -52,7 +52,6 @@ def copy(
 ) -> None:
     """Write a shipped config to DEST, ready to run from here: its first line is the command."""
     from hfllm.config.shipped import copy as copy_recipe
-
     from hfllm.output import log
 
     written = copy_recipe(name, dest, force)
