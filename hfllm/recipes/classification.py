@@ -90,6 +90,9 @@ def run_finetune(
         problem_type or "BIO tags",
         len(splits["train"]),
     )
+    from hfllm.train.progress import use_progress  # until the runner registers it
+
+    use_progress(trainer)
     output = train(trainer, run)
     metrics = _final_metrics(trainer, splits, output, problem_type, config)
     if not is_finished(run.path):

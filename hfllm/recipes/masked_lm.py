@@ -103,6 +103,9 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
         callbacks=[CollatorEpochCallback(collator)],
     )
     tokens_before = tokens_seen_at(run.resume_from)
+    from hfllm.train.progress import use_progress  # until the runner registers it
+
+    use_progress(trainer)
     output = train(trainer, run)
     with stdout_to_stderr():
         final_eval = trainer.evaluate() if has_eval else {}
