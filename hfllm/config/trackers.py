@@ -65,7 +65,11 @@ def check_report_to(training: dict[str, Any], origins: Origins, source: str) -> 
             continue
         if name not in known:
             close = difflib.get_close_matches(str(name), [*known, *SPECIAL], n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(sorted(known))}, all, none"
+            hint = (
+                f"did you mean `{close[0]}`?"
+                if close
+                else f"use one of: {', '.join(sorted(known))}, all, none"
+            )
             raise ConfigError(f"{where}: unknown tracker {name!r} in `training.report_to`", hint)
         module, install = PACKAGES.get(name, (name, name))
         if importlib.util.find_spec(module) is None:

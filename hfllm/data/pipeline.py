@@ -19,8 +19,9 @@ from typing import Any
 from hfllm import __version__
 from hfllm.data import manifest as mf
 from hfllm.data.datadir import MANIFEST, MANIFEST_FORMAT, TOKENIZER_DIR, tokenizer_fingerprint
+from hfllm.data.hub import check_refs
 from hfllm.data.ingest import columns_for, ingest
-from hfllm.data.sources import SPLITS, resolve_sources
+from hfllm.data.sources import SPLITS, hub_refs, resolve_sources
 from hfllm.data.supervised import label_names, problem_type_of, tag_names
 from hfllm.data.tokenizer import load_tokenizer, tokenizer_type, train_tokenizer
 from hfllm.errors import ConfigError, InputError
@@ -49,6 +50,7 @@ def run_preprocess(config, force: bool = False) -> dict[str, Any]:
         raise ConfigError("no output dir: set output_dir in the config or pass --output-dir")
     timer = Timer()
     out = Path(config.output_dir)
+    checked = _check_datasets_first(config, out, force)
     mf.claim_output_dir(out, force)
     work = mf.make_work_dir(out)
     try:
@@ -61,12 +63,28 @@ def run_preprocess(config, force: bool = False) -> dict[str, Any]:
             log.info("%s is up to date (same inputs, settings and tokenizer): nothing to do", out)
             return _result(out, mf.read_manifest(out), "cached", timer.total())
         log.info("building %s: %s", out, "--force" if force else reason)
+        if not checked:
+            check_refs(hub_refs(config.data))
         splits, manifest, tokenizer = _build(config, sources, work, timer)
         manifest["cache_key"] = key
         _save(out, work, splits, tokenizer, config, manifest, timer)
         return _result(out, manifest, "built", manifest["timings"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_datasets_first(config, out: Path, force: bool) -> bool:
+    """Fail before any work when a Hub dataset cannot be opened (no network, offline, no such split).
+
+    Returns False when the check was left for later: a rerun with the same settings may be answered
+    from the data dir's cache, offline too.
+    """
+    refs = hub_refs(config.data)
+    manifest = None if force or not refs else mf.read_manifest(out)
+    if manifest is not None and manifest.get("settings_hash") == mf.settings_hash(config):
+        return False
+    check_refs(refs)
+    return True
 
 
 def build_supervised_splits(
@@ -82,6 +100,7 @@ def build_supervised_splits(
         raise ConfigError("build_supervised_splits needs packing.mode: supervised")
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="hfllm-data-"))
     work.mkdir(parents=True, exist_ok=True)
+    check_refs(hub_refs(config.data))
     sources = resolve_sources(config.data, work / "stdin")
     timer = Timer()
     splits, manifest, _ = _build(config, sources, work, timer, tokenizer=tokenizer, label2id=label2id)
@@ -213,6 +232,7 @@ def _manifest(config, cols, sources, ingested, tokenizer, labels, counts, packed
                 "split": source.split,
                 "sha256": source.sha256(),
                 **source.stat(),
+                **({"hub": source.hub.key()} if source.hub is not None else {}),
                 "documents": documents,
                 "documents_kept": n_kept,
             }
