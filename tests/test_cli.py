@@ -21,7 +21,14 @@ STARTERS = sorted((REPO / "hfllm" / "config" / "starters").glob("*.yaml"))
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["config", "--help"], ["config", "init", "--help"], ["config", "validate", "--help"]],
+    [
+        ["--help"],
+        ["config", "--help"],
+        ["config", "init", "--help"],
+        ["config", "validate", "--help"],
+        ["recipes"],
+        ["recipes", "copy", "-h"],
+    ],
 )
 def test_help_imports_no_heavy_library(argv):
     code = (
