@@ -118,3 +118,22 @@ def test_completion_installs_for_bash(tmp_path):
     assert installed.returncode == 0, installed.stderr
     script = tmp_path / ".bash_completions" / "hfllm.sh"
     assert "_HFLLM_COMPLETE" in script.read_text() and str(script) in (tmp_path / ".bashrc").read_text()
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("finetune", {"files": "x.csv"}),
+        ("preprocess", {"files": "corpus.txt"}),
+        ("preprocess", {"train_files": "a.txt", "validation_files": "b.txt", "test_files": "c.txt"}),
+    ],
+)
+def test_a_string_is_accepted_wherever_a_list_of_files_is(tmp_path, kind, data):
+    import yaml
+
+    extra = {"model": {"name_or_path": "m"}} if kind == "finetune" else {}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"kind": kind, "data": data, **extra}))
+    config = load_config(schema_for(kind), path)
+    for key, value in data.items():
+        assert getattr(config.data, key) == [value]
