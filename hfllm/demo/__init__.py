@@ -222,7 +222,8 @@ def summary(result: dict[str, Any]) -> str:
         "  next:",
         f"    echo 'Command-line tool to edit audio files' | hfllm predict --model {minilm['model_dir']}",
         f"    hfllm evaluate --model {minilm['model_dir']} --data {minilm['data_dir']} --output-dir my-eval",
-        "    copy configs/demo/*.yaml, point data.files at your own text, and run the same commands",
+        "    hfllm recipes copy demo/preprocess mine.yaml  (then point data.files at your own text; "
+        "`hfllm recipes` lists the others)",
     ]
     return "\n".join(lines) + "\n"
 
