@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         command()(args=args, prog_name="hfllm")
-    except HfllmError as exc:
+    except (HfllmError, Interrupted) as exc:
         if debug:
             raise
         sys.stderr.write(f"{rank_prefix()}hfllm: error: {exc}\n")

@@ -40,3 +40,74 @@ def atomic_save_figure(fig: Any, path: Path) -> Path:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+LOCK_FILE = ".hfllm.lock"
+
+
+class DirLock:
+    """An exclusive lock on a directory (flock on `<dir>/.hfllm.lock`), held until `release()`.
+
+    The kernel drops a flock when its holder dies, however it dies; the file's text (pid and host) only
+    names the holder for messages. A lock that a dead process left behind is taken over with a warning.
+    """
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / LOCK_FILE
+        self._fd: int | None = None
+        self.created = (
+            False  # whether acquire() made the lock file (then a run that never started removes it)
+        )
+        self._claimed = False
+
+    def acquire(self, what: str) -> None:
+        """Take the lock, or raise ConfigError naming the pid and host that hold it. Nothing is written
+        yet (a run that turns out to have nothing to do leaves the file as it was): see `claim`."""
+        import fcntl
+
+        from hfllm.errors import ConfigError
+
+        self.created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise ConfigError(
+                f"{self.path.parent} is in use by another {what} ({holder})",
+                "wait for it to finish, or use another --output-dir",
+            ) from None
+        self._fd = fd
+
+    def claim(self) -> None:
+        """Write this process as the holder (for the message a second run gets)."""
+        import socket
+
+        from hfllm.output import log
+
+        previous = _read_holder(self._fd)
+        if previous != "unknown holder":
+            log.warning(
+                "taking over the lock of %s, left by %s (no longer running)", self.path.parent, previous
+            )
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+        self._claimed = True
+
+    def release(self) -> None:
+        """Drop the lock; a claimed file is emptied, so the next holder sees a clean handover."""
+        if self._fd is None:
+            return
+        import fcntl
+
+        if self._claimed:
+            os.ftruncate(self._fd, 0)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    return text or "unknown holder"

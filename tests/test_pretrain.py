@@ -123,11 +123,14 @@ def test_pretrain_end_to_end(tiny_data, tmp_path):
     assert summary["status"] == "finished" and summary["global_step"] == 40
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["eval_history"][0]["step"] == 0
-    assert metrics["eval_loss"] < metrics["eval_loss_at_start"] - 0.5
-    assert metrics["perplexity"] == pytest.approx(2.718281828 ** metrics["eval_loss"], rel=1e-6)
-    assert 0.0 < metrics["masked_accuracy"] <= 1.0 and metrics["unigram_perplexity"] > 1.0
-    assert metrics["tokens_seen"] == 40 * 16 * 64 and metrics["global_batch_size"] == 16
-    assert metrics["tokens_per_second"] > 0 and metrics["wall_time_s"] >= metrics["train_runtime_s"] > 0
+    validation, train = metrics["validation"], metrics["train"]
+    assert validation["loss"] < metrics["eval_history"][0]["loss"] - 0.5
+    assert validation["perplexity"] == pytest.approx(2.718281828 ** validation["loss"], rel=1e-6)
+    assert 0.0 < validation["masked_accuracy"] <= 1.0 and validation["unigram_perplexity"] > 1.0
+    assert metrics["test"]["examples"] > 0 and metrics["test"]["loss"] > 0
+    assert train["tokens_seen"] == 40 * 16 * 64 and metrics["global_batch_size"] == 16
+    assert train["tokens_per_second"] > 0 and metrics["seconds"] >= train["runtime_s"] > 0
+    assert summary["metrics"]["validation"]["loss"] == validation["loss"]
     for name in (
         "config.yaml",
         "model/model.safetensors",
@@ -153,4 +156,4 @@ def test_pretrain_end_to_end(tiny_data, tmp_path):
 
     again = pretrain(tiny_data, out)  # a finished run does no work
     assert again.returncode == 0 and again.json["status"] == "already_finished"
-    assert again.json["eval_loss"] == summary["eval_loss"]
+    assert again.json["metrics"] == summary["metrics"]

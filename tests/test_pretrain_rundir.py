@@ -44,6 +44,7 @@ def test_finished_run_is_reported_not_redone(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "config.yaml").write_text(CONFIG)
     assert prepare_run_dir(tmp_path, "auto", False, CONFIG).finished
 
 

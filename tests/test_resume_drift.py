@@ -17,6 +17,7 @@ from conftest import REPO, run_cli
 from hfllm.errors import ConfigError
 from hfllm.train.rundir import (
     FACTS,
+    MARKER,
     RUN_ENTRIES,
     check_resume_facts,
     check_world_size_before_launch,
@@ -52,6 +53,7 @@ def resumable(path: Path, recorded: dict) -> Path:
     (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 10}))
     (path / "config.yaml").write_text(CONFIG)
     (path / FACTS).write_text(json.dumps(recorded))
+    (path / MARKER).write_text(json.dumps({"command": "pretrain", "recipe": "masked-lm"}))
     return checkpoint
 
 

@@ -73,51 +73,9 @@ MainPortOpt = Annotated[
 ]
 
 
-def run_training_command(
-    schema: str,
-    runner: str,
-    config,
-    sets: list[str] | None,
-    output_dir,
-    resume: str,
-    overwrite: bool,
-    resume_force: bool = False,
-    **launch,
-) -> None:
-    """Load a training config, relaunch under torchrun if asked, run it and print rank 0's result.
-
-    `schema` and `runner` are "module:name" so that nothing heavy is imported at start-up.
-    """
-    import importlib
-
-    from hfllm.config import load_config
-    from hfllm.config.distributed import fsdp_enabled
-    from hfllm.launch import in_worker, is_main_process, launch_if_asked
-    from hfllm.output import emit
-
-    def resolve(target: str):
-        module, _, name = target.partition(":")
-        return getattr(importlib.import_module(module), name)
-
-    cfg = load_config(
-        resolve(schema), config, sets, flags={"output_dir": str(output_dir) if output_dir else None}
-    )
-    processes = (launch.get("num_processes") or 1) * (launch.get("num_machines") or 1)
-    if processes > 1 and not in_worker():
-        from hfllm.train.rundir import check_world_size_before_launch
-
-        check_world_size_before_launch(Path(cfg.output_dir), resume, overwrite, resume_force, processes)
-    code = launch_if_asked(needs_launcher=fsdp_enabled(cfg.training.get("fsdp")), **launch)
-    if code is not None:
-        raise typer.Exit(code)
-    result = resolve(runner)(cfg, resume=resume, overwrite=overwrite, resume_force=resume_force)
-    if is_main_process():
-        emit(result)
-
-
-def training_command(name: str, schema: str, runner: str, help_text: str):
+def training_command(name: str, help_text: str):
     """Return the Typer function of a training command (pretrain, finetune): one set of options,
-    one code path (`run_training_command`), so the two commands cannot drift apart."""
+    one code path (`hfllm.train.runner.run_command`), so the commands cannot drift apart."""
 
     def command(
         config: ConfigOpt,
@@ -132,9 +90,10 @@ def training_command(name: str, schema: str, runner: str, help_text: str):
         main_process_ip: MainIpOpt = None,
         main_process_port: MainPortOpt = None,
     ) -> None:
-        run_training_command(
-            schema,
-            runner,
+        from hfllm.train.runner import run_command
+
+        run_command(
+            name,
             config,
             set_,
             output_dir,

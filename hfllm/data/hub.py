@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfllm.errors import HfllmError, InputError, first_line
+from hfllm.errors import InputError, first_line
 
 REACH_SECONDS = 5.0  # one try, bounded: huggingface_hub's own retries take about 50 s without a network
 TRUE = ("1", "ON", "YES", "TRUE")
@@ -131,9 +131,7 @@ def _available_splits(ref: HubRef) -> list[str]:
 
     try:
         builder = load_dataset_builder(ref.path, ref.name, revision=ref.revision, data_files=ref.data_files)
-    except Exception as exc:
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
+    except Exception as exc:  # datasets raises many kinds; Interrupted (a BaseException) passes through
         raise _open_error(ref, exc) from None
     if builder.info.splits:
         return list(builder.info.splits)
@@ -173,8 +171,6 @@ def iter_rows(ref: HubRef, columns: tuple[str, ...]) -> Iterator[tuple[int, dict
             streaming=True,
         )
     except Exception as exc:
-        if isinstance(exc, HfllmError):
-            raise
         raise _open_error(ref, exc) from None
     names = _class_names(dataset.features, columns)
     for row, record in enumerate(dataset, start=1):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hfllm.data.datadir import DataDir, open_data_dir, tokenizer_fingerprint
+from hfllm.data.datadir import DataDir, open_data_dir
 from hfllm.errors import ConfigError, InputError
 from hfllm.output import log
-from hfllm.tasks.classification import MULTI, REGRESSION, SINGLE, TOKEN
+from hfllm.tasks.names import REGRESSION, TOKEN, problem_type_from_feature
 
 
 def preprocess_config(config: Any, model_source: str, output_dir: Path) -> dict[str, Any]:
@@ -48,14 +48,8 @@ def preprocess_raw_files(config: Any, model_source: str, output_dir: Path) -> Da
     """Return the data dir made from `data.files` with the model's tokenizer (reused when already complete)."""
     from hfllm.config import validate_config
     from hfllm.config.schemas.preprocess import PreprocessConfig
+    from hfllm.data.pipeline import run_preprocess
 
-    try:
-        from hfllm.data.pipeline import run_preprocess
-    except ImportError:
-        raise ConfigError(
-            "data.files: this hfllm cannot preprocess raw files yet",
-            "run `hfllm preprocess` with packing.mode: supervised and set data.dir",
-        ) from None
     mapping = preprocess_config(config, model_source, output_dir)
     pre_config = validate_config(PreprocessConfig, mapping, {}, "finetune data.files (preprocess settings)")
     log.info(
@@ -63,6 +57,21 @@ def preprocess_raw_files(config: Any, model_source: str, output_dir: Path) -> Da
     )
     run_preprocess(pre_config, force=False)
     return open_data_dir(output_dir)
+
+
+def load(config: Any, model_source: str, tokenizer: Any) -> tuple[DataDir, Any]:
+    """Return (data dir, splits) of a finetune config: its data dir, or its raw files preprocessed with
+    the model's tokenizer into <output_dir>/data/ (reused when up to date); checked for the task."""
+    from hfllm.models.preflight import check_same_tokenizer
+
+    if config.data.dir:
+        data = open_data_dir(Path(config.data.dir))
+    else:
+        data = preprocess_raw_files(config, model_source, Path(config.output_dir) / "data")
+    splits = data.load_splits()
+    check_supervised(data, splits, config.task)
+    check_same_tokenizer(tokenizer, data, config.model.name_or_path)
+    return data, splits
 
 
 def check_supervised(data: DataDir, splits: Any, task: str) -> None:
@@ -88,7 +97,7 @@ def resolve_problem_type(config: Any, data: DataDir, splits: Any) -> str | None:
     if config.task == TOKEN:
         return None
     recorded = data.manifest.get("problem_type")
-    guessed = _guess_problem_type(splits["train"])
+    guessed = problem_type_from_feature(splits["train"].features["labels"])
     chosen = config.problem_type or recorded or guessed
     if config.problem_type and recorded and config.problem_type != recorded:
         raise ConfigError(
@@ -96,14 +105,6 @@ def resolve_problem_type(config: Any, data: DataDir, splits: Any) -> str | None:
             "remove problem_type from the config to use the data's",
         )
     return chosen
-
-
-def _guess_problem_type(train: Any) -> str:
-    feature = train.features["labels"]
-    if hasattr(feature, "feature") or type(feature).__name__ in ("Sequence", "List", "LargeList"):
-        return MULTI
-    dtype = getattr(feature, "dtype", "int64")
-    return REGRESSION if str(dtype).startswith("float") else SINGLE
 
 
 def label_maps(
@@ -119,14 +120,6 @@ def label_maps(
         )
     label2id = {str(k): int(v) for k, v in label2id.items()}
     return label2id, {v: k for k, v in label2id.items()}
-
-
-def check_same_tokenizer(tokenizer: Any, data: DataDir, model_source: str) -> None:
-    """Raise InputError when the data was tokenized with another tokenizer than the model's."""
-    from hfllm.models.preflight import check_tokenizer_match
-
-    recorded = data.manifest.get("tokenizer", {}).get("fingerprint")
-    check_tokenizer_match(tokenizer_fingerprint(tokenizer), recorded, model_source, str(data.path))
 
 
 def class_weights(train: Any, num_labels: int, setting: Any, task: str) -> list[float] | None:

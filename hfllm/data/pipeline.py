@@ -22,10 +22,11 @@ from hfllm.data.datadir import MANIFEST, MANIFEST_FORMAT, TOKENIZER_DIR, tokeniz
 from hfllm.data.hub import check_refs
 from hfllm.data.ingest import columns_for, ingest
 from hfllm.data.sources import SPLITS, hub_refs, resolve_sources
-from hfllm.data.supervised import label_names, problem_type_of, tag_names
-from hfllm.data.tokenizer import load_tokenizer, tokenizer_type, train_tokenizer
+from hfllm.data.supervised import label_names, tag_names
+from hfllm.data.tokenizer import tokenizer_type, train_tokenizer
 from hfllm.errors import ConfigError, InputError
 from hfllm.output import log
+from hfllm.tasks.names import problem_type_from_labels
 
 
 class Timer:
@@ -150,7 +151,7 @@ def _labels(config, cols, cleaned, rows, label_kinds, given) -> dict[str, Any]:
     if config.task == "token-classification":
         names = tag_names(cleaned.select(kept)[cols.tags])
     else:
-        info["problem_type"] = problem_type_of(config.problem_type, label_kinds)
+        info["problem_type"] = problem_type_from_labels(config.problem_type, label_kinds)
         if info["problem_type"] == "regression":
             return info
         names = label_names(cleaned.select(kept)[cols.label], info["problem_type"])
@@ -178,6 +179,8 @@ def _tokenizer(config, train_ds, cols, work: Path):
     from hfllm.data import stages
 
     if config.tokenizer.name_or_path:
+        from hfllm.models.loader import load_tokenizer
+
         tokenizer = load_tokenizer(config.tokenizer.name_or_path, config.tokenizer.trust_remote_code)
         limit = tokenizer.model_max_length
         if limit and limit < 10**6 and config.packing.max_length > limit:

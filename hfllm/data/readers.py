@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hfllm.data.sources import Source
-from hfllm.errors import HfllmError, InputError
+from hfllm.errors import InputError
 
 SNIFF_BYTES = 8192
 # Records are (row, dict, replaced): row is the 1-based line (txt, jsonl, csv) or row index (parquet, arrow);
@@ -219,8 +219,6 @@ def read_parquet(source: Source, data) -> Iterator[Record]:
     try:
         handle = pq.ParquetFile(source.local)
     except Exception as exc:  # pyarrow raises ArrowInvalid for anything that is not parquet
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
         raise InputError(f"{source.path}: not a readable parquet file ({exc})") from None
     row = 0
     for batch in handle.iter_batches(batch_size=10_000):
@@ -236,8 +234,6 @@ def read_arrow(source: Source, data) -> Iterator[Record]:
     try:
         loaded = load_from_disk(str(source.local))
     except Exception as exc:
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
         raise InputError(f"{source.path}: not a readable save_to_disk dataset ({exc})") from None
     if isinstance(loaded, DatasetDict):
         if data.hub_split not in loaded:
@@ -273,8 +269,6 @@ def columns_of(source: Source) -> list[str] | None:
         try:
             return list(pq.ParquetFile(source.local).schema_arrow.names)
         except Exception as exc:
-            if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-                raise
             raise InputError(f"{source.path}: not a readable parquet file ({exc})") from None
     return None
 

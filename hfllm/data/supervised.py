@@ -6,19 +6,7 @@ import json
 from typing import Any
 
 from hfllm.errors import ConfigError, InputError
-
-IGNORE_INDEX = -100
-
-
-def problem_type_of(requested: str, label_kinds: set[str]) -> str:
-    """Return the sequence-classification problem type: the configured one, or what the labels look like."""
-    if requested != "auto":
-        return requested
-    if "list" in label_kinds:
-        return "multi_label_classification"
-    if "float" in label_kinds and "str" not in label_kinds:
-        return "regression"
-    return "single_label_classification"
+from hfllm.tasks.names import IGNORE_INDEX
 
 
 def label_names(values: list[str], problem_type: str) -> list[str]:

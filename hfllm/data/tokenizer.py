@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from hfllm.errors import HfllmError, InputError
-from hfllm.output import log, progress_bars
+from hfllm.errors import InputError
+from hfllm.output import progress_bars
 
 # The special tokens each family's models expect, in the order they take the first ids.
 SPECIALS = {
@@ -78,8 +78,6 @@ def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: 
         with stdout_to_stderr():
             tok.train_from_iterator(texts, trainer=trainer, length=length)
     except Exception as exc:  # the Rust trainer raises plain Exceptions on impossible settings
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
         raise InputError(
             f"tokenizer training failed: {exc}", "check tokenizer.train.vocab_size and the data"
         ) from None
@@ -180,33 +178,6 @@ def _wrap(tok, kind: str, specials: dict[str, str], max_length: int):
     )
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
-    """Return an existing fast tokenizer from a local dir (or the Hub when online), checked for use here."""
-    from transformers import AutoTokenizer
-
-    local = Path(name_or_path).expanduser()
-    if not local.exists() and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise InputError(
-            f"tokenizer not found: {name_or_path} (not a local dir, and HF_HUB_OFFLINE is set)",
-            "give the path of a tokenizer or model dir, or set tokenizer.train to train one",
-        )
-    if trust_remote_code:
-        log.warning("trust_remote_code is on: running the tokenizer code that %s ships", name_or_path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(local) if local.exists() else name_or_path, trust_remote_code=trust_remote_code
-        )
-    except Exception as exc:
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
-        raise InputError(f"{name_or_path}: cannot load a tokenizer from it ({exc})") from None
-    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
-        raise InputError(
-            f"{name_or_path}: not a fast (tokenizers-backed) tokenizer", "give one with a tokenizer.json"
-        )
-    return tokenizer
-
-
 def tokenizer_type(tokenizer) -> str:
     """Return the tokenizer model's family in lower case (wordpiece, bpe, unigram, wordlevel)."""
     return json.loads(tokenizer.backend_tokenizer.to_str())["model"]["type"].lower()
@@ -214,8 +185,11 @@ def tokenizer_type(tokenizer) -> str:
 
 def source_files(name_or_path: str) -> list[Path]:
     """Return the files of a local tokenizer that decide what it does (for the cache key)."""
-    local = Path(name_or_path).expanduser()
-    if not local.is_dir():
+    from hfllm.models.loader import resolve
+
+    source = resolve(name_or_path, "tokenizer.name_or_path")
+    local = Path(source.location)
+    if not source.local or not local.is_dir():
         return []
     names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt")
     return [local / n for n in names if (local / n).exists()]

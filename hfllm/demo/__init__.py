@@ -53,8 +53,7 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
     from hfllm.config.schemas.pretrain import PretrainConfig
     from hfllm.data.pipeline import run_preprocess
     from hfllm.inference.evaluate import run_evaluate
-    from hfllm.recipes.classification import run_finetune
-    from hfllm.recipes.masked_lm import run_pretrain
+    from hfllm.train.runner import run
 
     started = time.time()
     out = Path(output_dir)
@@ -86,7 +85,7 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
     )
     pretrain = timed(
         "pretrain",
-        run_pretrain,
+        run,
         config(
             PretrainConfig,
             "pretrain",
@@ -101,7 +100,7 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
             "output_dir": str(paths[name]),
             "model.name_or_path": model,
         }
-        result = timed(name, run_finetune, config(FinetuneConfig, name, "finetune", flags))
+        result = timed(name, run, config(FinetuneConfig, name, "finetune", flags))
         evaluation = timed(
             f"evaluate-{name}",
             _evaluate_once,
@@ -181,10 +180,11 @@ def _result(out, data, pretrain, classifiers, timings, seconds) -> dict[str, Any
         "data_dir": data["output_dir"],
         "pretrain": {
             "model_dir": pretrain["model_dir"],
-            "perplexity_start": _perplexity_at_start(Path(pretrain["metrics"])),
-            "perplexity": pretrain.get("perplexity"),
-            "unigram_perplexity": pretrain.get("unigram_perplexity"),
-            "masked_accuracy": pretrain.get("masked_accuracy"),
+            "perplexity_start": _perplexity_at_start(Path(pretrain["run_dir"]) / "metrics.json"),
+            **{
+                key: pretrain["metrics"]["validation"].get(key)
+                for key in ("perplexity", "unigram_perplexity", "masked_accuracy")
+            },
         },
         "classifiers": scores,
         "majority_baseline": baseline,

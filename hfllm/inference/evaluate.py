@@ -13,25 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from hfllm.data.datadir import DataDir, open_data_dir, tokenizer_fingerprint
+from hfllm.data.datadir import DataDir, open_data_dir
 from hfllm.errors import ConfigError, InputError
 from hfllm.fsutil import atomic_write_json
 from hfllm.inference.batching import forward_logits
 from hfllm.inference.report import plot_confusion_matrix, write_report
 from hfllm.metrics import compute
 from hfllm.models.loader import load_for_inference
+from hfllm.models.preflight import check_same_tokenizer
 from hfllm.output import log
-from hfllm.tasks.classification import (
-    MASKED_LM,
-    MULTI,
-    REGRESSION,
-    SINGLE,
-    TOKEN,
-    clean,
-    problem_type_of,
-    sequence_metrics,
-    sequence_outputs,
-)
+from hfllm.tasks.classification import clean, sequence_metrics, sequence_outputs
+from hfllm.tasks.names import IGNORE_INDEX, MASKED_LM, MULTI, REGRESSION, TOKEN, problem_type_of
 
 OUTPUTS = ("metrics.json", "predictions.jsonl", "per_class.txt", "confusion_matrix.png")
 
@@ -60,7 +52,7 @@ def run_evaluate(
             f"{data_dir}: no split {split!r}; it has {', '.join(splits)}", "pass --split with one of those"
         )
     model, tokenizer, task = load_for_inference(Path(model_dir))
-    check_same_tokenizer(tokenizer, data, model_dir)
+    check_same_tokenizer(tokenizer, data, str(model_dir))
     dataset = splits[split]
     if len(dataset) == 0:
         raise InputError(f"{data_dir}/{split}: the split is empty")
@@ -98,20 +90,12 @@ def run_evaluate(
 
 def default_output_dir(model_dir: Path, split: str) -> Path:
     """Return where evaluate writes by default: <run>/eval-<split> beside a run's model/, else ./eval-<name>-<split>."""
-    from hfllm.models.builders import resolve_name_or_path
+    from hfllm.models.loader import resolve
 
-    model_dir = Path(resolve_name_or_path(str(model_dir))).resolve()
+    model_dir = Path(resolve(str(model_dir), "--model").location).resolve()
     if model_dir.name == "model" and (model_dir.parent / "config.yaml").is_file():
         return model_dir.parent / f"eval-{split}"
     return Path.cwd() / f"eval-{model_dir.name}-{split}"
-
-
-def check_same_tokenizer(tokenizer: Any, data: DataDir, model_dir: Path) -> None:
-    """Raise InputError when the split was tokenized with another tokenizer than the model's."""
-    from hfllm.models.preflight import check_tokenizer_match
-
-    recorded = data.manifest.get("tokenizer", {}).get("fingerprint")
-    check_tokenizer_match(tokenizer_fingerprint(tokenizer), recorded, str(model_dir), str(data.path))
 
 
 def check_labels(model_config: Any, data: DataDir, dataset: Any, task: str, data_dir: str) -> None:
@@ -282,7 +266,7 @@ def evaluate_masked_lm(model: Any, tokenizer: Any, dataset: Any, batch_size: int
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
             log_probs = torch.log_softmax(logits, dim=-1)
             for j in range(len(labels)):
-                masked = labels[j] != -100
+                masked = labels[j] != IGNORE_INDEX
                 gold = labels[j][masked]
                 row_nll = (-log_probs[j][masked].gather(-1, gold[:, None])[:, 0]).tolist()
                 pred = log_probs[j][masked].argmax(-1)
@@ -320,6 +304,3 @@ def write_predictions(path: Path, records: list[dict[str, Any]]) -> None:
 
     atomic_write_text(path, "".join(json.dumps(clean(r), ensure_ascii=False) + "\n" for r in records))
     log.info("wrote %d predictions to %s", len(records), path)
-
-
-__all__ = ["SINGLE", "run_evaluate"]

@@ -23,15 +23,8 @@ from hfllm.errors import InputError
 from hfllm.inference.batching import length_batches
 from hfllm.models.loader import load_for_inference
 from hfllm.output import log
-from hfllm.tasks.classification import (
-    MASKED_LM,
-    MULTI,
-    REGRESSION,
-    TOKEN,
-    problem_type_of,
-    sequence_outputs,
-    softmax,
-)
+from hfllm.tasks.classification import sequence_outputs, softmax
+from hfllm.tasks.names import MASKED_LM, MULTI, REGRESSION, TOKEN, problem_type_of
 
 CHUNK_BATCHES = 8  # batches per chunk: enough to sort by length, small enough to stream
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from hfllm.tasks.names import IGNORE_INDEX
+
 
 def mlm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
     """Return the masked-LM loss: summed over masked tokens, divided by the masked tokens of the whole
@@ -21,9 +23,12 @@ def mlm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
 
     logits = outputs["logits"]
     total = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        logits.reshape(-1, logits.shape[-1]).float(),
+        labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
     )
-    count = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE_INDEX).sum()
     return total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)
 
 
@@ -40,16 +45,16 @@ def mlm_eval_outputs(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
     if isinstance(logits, tuple):
         logits = logits[0]
     nll = torch.nn.functional.cross_entropy(
-        logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
+        logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
     )
-    return logits.argmax(dim=-1), nll.sum(dim=-1), (labels != -100).sum(dim=-1)
+    return logits.argmax(dim=-1), nll.sum(dim=-1), (labels != IGNORE_INDEX).sum(dim=-1)
 
 
 def mlm_metrics(eval_pred: Any) -> dict[str, float]:
     """Return masked_accuracy (share of masked tokens predicted exactly) and token_loss (mean NLL per
     masked token over the whole split)."""
     (predictions, nll_sums, counts), labels = eval_pred.predictions, eval_pred.label_ids
-    masked = labels != -100
+    masked = labels != IGNORE_INDEX
     total = int(masked.sum())
     correct = int((predictions[masked] == labels[masked]).sum()) if total else 0
     tokens = float(np.sum(counts))

@@ -1,7 +1,13 @@
 """The run dir of a training command, and the decision to start fresh, resume or do nothing.
 
-Layout: config.yaml, run_facts.json, checkpoints/checkpoint-N/ (complete ones only; partial saves
-are checkpoints/.tmp-checkpoint-N/), model/, metrics.json, loss.png, tensorboard/.
+Layout: .hfllm-run.json (who made it: command, recipe, config hash), .hfllm.lock, config.yaml,
+run_facts.json, checkpoints/checkpoint-N/ (complete ones only; partial saves are
+checkpoints/.tmp-checkpoint-N/), model/, metrics.json, loss.png, tensorboard/.
+
+A command writes only into an empty dir or a run dir of its own kind, and holds the dir's lock for
+the whole run: a folder that merely holds a config.yaml, a data dir or another command's run is
+refused, and so is a second run on a locked dir. A finished run is reported again only when the
+resolved config is the same; otherwise the changed keys are named.
 
 run_facts.json records what the checkpoints depend on beyond config.yaml (the tokenizer's fingerprint,
 max_length, the model's size, the world size, the global batch): a data dir re-preprocessed at the
@@ -11,25 +17,40 @@ same path or another --num-processes changes no config key, yet would silently c
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hfllm import __version__
 from hfllm.errors import ConfigError, InputError
-from hfllm.fsutil import atomic_write_json, atomic_write_text
+from hfllm.fsutil import LOCK_FILE, DirLock, atomic_write_json, atomic_write_text
 from hfllm.launch import is_main_process, world_size
 from hfllm.output import log
-from hfllm.train.checkpoints import TMP_PREFIX, checkpoint_step, complete_checkpoints, is_complete
+from hfllm.train.checkpoints import TMP_PREFIX, complete_checkpoints, is_complete
 
 # What a run writes; --overwrite removes these and nothing else (a run never deletes what it did not create).
 FACTS = "run_facts.json"
-RUN_ENTRIES = ("config.yaml", FACTS, "checkpoints", "model", "metrics.json", "loss.png", "tensorboard")
+MARKER = ".hfllm-run.json"
+RUN_ENTRIES = (
+    MARKER,
+    "config.yaml",
+    FACTS,
+    "checkpoints",
+    "model",
+    "metrics.json",
+    "loss.png",
+    "tensorboard",
+)
+# Set in the workers of a launch whose launcher holds the run dir's lock (they must not take it again).
+LOCK_HELD_ENV = "HFLLM_RUN_LOCK_HELD"
 
 
 @dataclass
@@ -43,10 +64,14 @@ class RunDir:
     config_yaml: str | None = None
     started: bool = False
     facts: dict[str, Any] | None = None
+    command: str | None = None
+    recipe: str | None = None
+    created: list[Path] = field(default_factory=list)  # dirs this run made before it started
+    lock: DirLock | None = None
 
     def start(self) -> None:
         """Make the decision real (rank 0 only): remove old outputs when overwriting, drop partial
-        checkpoints, write config.yaml. Call it once the inputs passed their checks."""
+        checkpoints, write the marker, config.yaml and run facts. Call it once the inputs passed their checks."""
         if self.started or self.finished:
             return
         self.started = True
@@ -54,11 +79,25 @@ class RunDir:
             return
         if self.overwrite:
             _remove_run_entries(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
         remove_partial_checkpoints(self.checkpoints)
         if self.config_yaml is not None:
+            atomic_write_json(self.path / MARKER, marker(self.command, self.recipe, self.config_yaml))
             atomic_write_text(self.config, self.config_yaml)
         if self.facts is not None:
             atomic_write_json(self.path / FACTS, self.facts)
+
+    def close(self) -> None:
+        """Release the lock; a run that never started leaves nothing behind (its lock file, the dirs it made)."""
+        if self.lock is not None:
+            self.lock.release()
+            if not self.started and self.lock.created:
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
+            self.lock = None
+        if not self.started:
+            for made in reversed(self.created):
+                with contextlib.suppress(OSError):
+                    made.rmdir()  # only while empty
 
     @property
     def checkpoints(self) -> Path:
@@ -85,6 +124,12 @@ class RunDir:
         return self.path / "tensorboard"
 
 
+def marker(command: str | None, recipe: str | None, config_yaml: str) -> dict[str, Any]:
+    """Return the content of .hfllm-run.json: which command and recipe made the dir, from which config."""
+    digest = hashlib.sha256(config_yaml.encode("utf-8")).hexdigest()
+    return {"command": command, "recipe": recipe, "config_sha256": digest, "hfllm_version": __version__}
+
+
 def is_finished(path: Path) -> bool:
     """Return whether the run dir holds a finished run (metrics.json and model/ are written last)."""
     return (path / "metrics.json").is_file() and (path / "model" / "config.json").is_file()
@@ -98,35 +143,180 @@ def prepare_run_dir(
     must_match: tuple[str, ...] = (),
     start: bool = True,
     force: bool = False,
+    command: str | None = None,
+    recipe: str | None = None,
+    reads: tuple[Path, ...] = (),
+    lock: bool = False,
 ) -> RunDir:
     """Return the RunDir for `output_dir` after applying --resume auto|never|PATH and --overwrite.
 
-    auto: resume from the newest complete checkpoint; a finished run is reported as finished.
+    auto: resume from the newest complete checkpoint; a finished run with the same resolved config
+    is reported as finished (another config is refused, naming the changed keys).
     never: refuse a non-empty run dir unless `overwrite`. PATH: resume from that checkpoint.
     `must_match` names config keys (dotted) that may not change on resume (model, data, ...);
-    with `force` (--resume-force) a change is a warning instead.
+    with `force` (--resume-force) a change is a warning instead. `command` (default: the config's
+    `kind:`) and `recipe` say what kind of run dir this is; another kind's dir is refused, and so is an
+    --overwrite that would delete a path in `reads` (the model or data the run starts from).
+    With `lock`, the dir's lock is taken (rank 0, unless a launcher holds it); `close()` drops it.
     Deciding only reads; with `start` (the default) the decision is carried out at once (see
     RunDir.start); pass start=False to run preflight checks first and call `run.start()` after,
     so that a refused run leaves nothing behind.
     """
     path = Path(output_dir)
+    command = command or (yaml.safe_load(config_yaml) or {}).get("kind")
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"output_dir {path} is a file, not a directory")
+        raise InputError(f"output_dir {path} is a file, not a directory", "give a new or empty --output-dir")
     if overwrite and resume not in ("auto", "never"):
         raise ConfigError(
             "--overwrite removes the run's checkpoints; it cannot be combined with --resume PATH"
         )
-    run = RunDir(path, overwrite=overwrite, config_yaml=config_yaml) if overwrite else _decide(path, resume)
-    run.config_yaml = config_yaml
-    if run.resume_from is not None and (path / "config.yaml").exists():
+    check_owner(path, command, overwrite)
+    if overwrite:
+        check_not_reading(path, reads)
+        run = RunDir(path, overwrite=True)
+    else:
+        run = _decide(path, resume)
+    run.config_yaml, run.command, run.recipe = config_yaml, command, recipe
+    if run.finished:
+        _check_same_config(path / "config.yaml", config_yaml)
+    elif run.resume_from is not None and (path / "config.yaml").exists():
         _check_config_unchanged(path / "config.yaml", config_yaml, must_match, force)
+    if lock or start:
+        run.created = make_writable_dir(path)
+    if lock:
+        take_lock(run, command or "run")
+        if run.lock is not None and not run.finished:
+            run.lock.claim()
     if start:
         run.start()
     return run
 
 
+def check_owner(path: Path, command: str | None, overwrite: bool) -> None:
+    """Raise ConfigError unless `path` is missing, empty, or a run dir that `command` made."""
+    entries = sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE) if path.is_dir() else []
+    if not entries:
+        return
+    found = owner_of(path)
+    if found is None:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ConfigError(
+            f"{path} is not empty and is not an hfllm run dir (it holds {shown})",
+            "choose a new or empty --output-dir (hfllm writes only into its own run dirs)",
+        )
+    if command is not None and found != command:
+        raise ConfigError(
+            f"{path} holds the outputs of `hfllm {found}`, not of `hfllm {command}`",
+            "choose a new --output-dir"
+            + (" (--overwrite never replaces what another command made)" if overwrite else ""),
+        )
+
+
+def owner_of(path: Path) -> str | None:
+    """Return the command that made `path` (pretrain, finetune, preprocess, evaluate...), or None."""
+    try:
+        made = json.loads((path / MARKER).read_text(encoding="utf-8"))
+        if isinstance(made, dict) and made.get("command"):
+            return str(made["command"])
+    except (OSError, ValueError):
+        pass
+    if (path / "manifest.json").is_file() or (path / ".hfllm-preprocess").is_file():
+        return "preprocess"
+    # Run dirs written before the marker existed: their config.yaml names an hfllm command as its kind.
+    if (path / "config.yaml").is_file():
+        from hfllm.config.schemas import SCHEMAS
+
+        try:
+            kind = (yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}).get("kind")
+        except (OSError, ValueError, yaml.YAMLError, AttributeError):
+            return None
+        return str(kind) if kind in SCHEMAS else None
+    # A finetune run that stopped after preprocessing its raw files into data/, before it started.
+    entries = {p.name for p in path.iterdir()} - {LOCK_FILE}
+    if entries == {"data"} and owner_of(path / "data") == "preprocess":
+        return "finetune"
+    return None
+
+
+def check_not_reading(path: Path, reads: tuple[Path, ...]) -> None:
+    """Raise ConfigError when --overwrite would delete a path the run reads (its starting model, its data)."""
+    doomed = [(path / name).resolve() for name in RUN_ENTRIES]
+    for read in reads:
+        target = Path(read).resolve()
+        if any(target == d or d in target.parents for d in doomed):
+            raise ConfigError(
+                f"--overwrite would delete {read}, which this run reads",
+                "copy that model or data elsewhere first, or use another --output-dir",
+            )
+
+
+def make_writable_dir(path: Path) -> list[Path]:
+    """Create `path` (and missing parents) and check a file can be written there; return the dirs made.
+
+    Raises InputError (exit 3) before any model is built when the place cannot hold the run's outputs.
+    """
+    made = [p for p in [path, *path.parents] if not p.exists()][::-1]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".hfllm-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        for p in reversed(made):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise InputError(
+            f"cannot write the run's outputs to {path}: {exc.strerror or exc}",
+            "choose an --output-dir where you can create files",
+        ) from None
+    return made
+
+
+def take_lock(run: RunDir, what: str) -> None:
+    """Hold the run dir's lock in this process, unless another rank or the launcher holds it for us."""
+    held = os.environ.get(LOCK_HELD_ENV)
+    if not is_main_process() or (held and Path(held).resolve() == run.path.resolve()):
+        return
+    lock = DirLock(run.path)
+    try:
+        lock.acquire(f"`hfllm {what}`")
+    except ConfigError:
+        run.close()
+        raise
+    run.lock = lock
+
+
+def _check_same_config(old_path: Path, new_yaml: str) -> None:
+    """Raise ConfigError when a finished run is asked for again with another resolved config."""
+    if not old_path.is_file():
+        return
+    old = yaml.safe_load(old_path.read_text(encoding="utf-8")) or {}
+    changed = changed_keys(old, yaml.safe_load(new_yaml) or {}, ignore=("output_dir",))
+    if changed:
+        shown = "; ".join(f"{k}: {_shown(a)} -> {_shown(b)}" for k, a, b in changed[:6])
+        more = f" (and {len(changed) - 6} more)" if len(changed) > 6 else ""
+        raise ConfigError(
+            f"{old_path.parent} holds a finished run made with another config: {shown}{more}",
+            "use a new --output-dir, or --overwrite to train again with the new settings",
+        )
+
+
+def changed_keys(
+    old: Any, new: Any, prefix: str = "", ignore: tuple[str, ...] = ()
+) -> list[tuple[str, Any, Any]]:
+    """Return (dotted key, old, new) for every leaf that differs between two config mappings."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            name = f"{prefix}{key}"
+            if name not in ignore:
+                out += changed_keys(old.get(key), new.get(key), f"{name}.", ignore)
+        return out
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
 def _decide(path: Path, resume: str) -> RunDir:
-    entries = list(path.iterdir()) if path.is_dir() else []
+    entries = [p for p in path.iterdir() if p.name != LOCK_FILE] if path.is_dir() else []
     if resume == "never":
         if entries:
             raise ConfigError(
@@ -137,11 +327,6 @@ def _decide(path: Path, resume: str) -> RunDir:
     if resume == "auto":
         if is_finished(path):
             return RunDir(path, finished=True)
-        if entries and not (path / "config.yaml").exists() and not (path / "checkpoints").exists():
-            raise ConfigError(
-                f"{path} is not empty and is not an hfllm run dir",
-                "choose another --output-dir, or pass --overwrite to write into it anyway",
-            )
         found = complete_checkpoints(path / "checkpoints")
         return RunDir(path, resume_from=found[-1] if found else None)
     checkpoint = Path(resume)
@@ -320,19 +505,3 @@ def stdout_to_stderr() -> Iterator[None]:
     sys.stdout.flush()
     with contextlib.redirect_stdout(sys.stderr):
         yield
-
-
-__all__ = [
-    "FACTS",
-    "RunDir",
-    "check_resume_facts",
-    "check_world_size_before_launch",
-    "checkpoint_step",
-    "is_finished",
-    "is_main_process",
-    "planned_global_batch",
-    "prepare_run_dir",
-    "remove_partial_checkpoints",
-    "run_facts",
-    "stdout_to_stderr",
-]
