@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hfllm.data.hub import check_hub_reachable
 from hfllm.errors import InputError
+from hfllm.hub import check_hub_reachable
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "finetune" / "classify.csv"
 SECTIONS = ["games", "mail", "science", "sound"]

@@ -1,26 +1,20 @@
-"""Datasets named by the Hugging Face Hub (or a local dataset repo): reachability, early checks, rows.
+"""Datasets named by the Hugging Face Hub (or a local dataset repo): early checks, then rows.
 
 `data.hub: {path, name, revision, splits: {train: ..., validation: ..., test: ...}}` maps a dataset's own
 splits to hfllm's. Everything that can fail without reading a row (no network, offline mode, a
 configuration or split the dataset lacks) fails before any work, with a message saying what to do.
-`check_hub_reachable` is the one reachability check, for datasets here and for Hub models.
+The network check itself (`hfllm.hub.check_hub_reachable`) is shared with the model loader.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hfllm.errors import InputError, first_line
-
-REACH_SECONDS = 5.0  # one try, bounded: huggingface_hub's own retries take about 50 s without a network
-TRUE = ("1", "ON", "YES", "TRUE")
+from hfllm.hub import check_hub_reachable, hub_offline
 
 
 @dataclass(frozen=True)
@@ -46,53 +40,6 @@ class HubRef:
     def key(self) -> dict[str, Any]:
         """Return what identifies this input in the manifest and the cache key."""
         return {"path": self.path, "name": self.name, "revision": self.revision, "split": self.split}
-
-
-def hub_offline() -> bool:
-    """Return whether HF_HUB_OFFLINE or HF_DATASETS_OFFLINE asks for no network."""
-    return any(os.environ.get(v, "").upper() in TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
-def hub_endpoint() -> str:
-    """Return the Hub's address (HF_ENDPOINT, or https://huggingface.co)."""
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-def check_hub_reachable(name: str, what: str = "dataset", timeout: float = REACH_SECONDS) -> None:
-    """Return when the Hub answers within `timeout` seconds; otherwise raise InputError saying what to do.
-
-    The Hub's front page answers 200; 401 (a private endpoint) counts too. Any other status comes
-    from something in between (a proxy, a captive portal) and counts as unreachable. DNS lookups are
-    bounded too, by running the request in a thread. Offline mode (HF_HUB_OFFLINE) is refused here
-    as well: a Hub name cannot be fetched then.
-    """
-    if hub_offline():
-        raise InputError(
-            f"{what} {name!r} is not a local dir, and HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) is set",
-            "give a local dir, or unset HF_HUB_OFFLINE on a machine that can reach the Hugging Face Hub",
-        )
-    endpoint = hub_endpoint()
-    outcome: list[BaseException | None] = []
-
-    def request() -> None:
-        try:
-            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
-            outcome.append(None)
-        except urllib.error.HTTPError as exc:
-            outcome.append(None if exc.code == 401 else ConnectionError(f"it answered HTTP {exc.code}"))
-        except Exception as exc:  # URLError, timeouts, refused connections, bad addresses
-            outcome.append(exc)
-
-    thread = threading.Thread(target=request, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    problem = outcome[0] if outcome else TimeoutError(f"no answer within {timeout:g} s")
-    if problem is not None:
-        reason = getattr(problem, "reason", problem)
-        raise InputError(
-            f"cannot reach the Hugging Face Hub at {endpoint} to fetch the {what} {name!r} ({reason})",
-            "set HF_HUB_OFFLINE=1 and give a local dir, or check the network (and HF_ENDPOINT / HTTPS_PROXY)",
-        )
 
 
 def refs_from_section(hub) -> list[tuple[str, HubRef]]:
