@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-DemoDirOpt = Annotated[Path, typer.Option("--output-dir", "-o", help="Where the demo writes its runs.")]
+DemoDirOpt = Annotated[
+    Path, typer.Option("--output-dir", "-o", metavar="DIR", help="Where the demo writes its runs.")
+]
 QuickOpt = Annotated[
     bool, typer.Option("--quick", help="A tiny version of the same pipeline (under a minute).")
 ]

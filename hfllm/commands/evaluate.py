@@ -7,16 +7,29 @@ from typing import Annotated
 
 import typer
 
-from hfllm.commands.options import OutputDirOpt
-
 ModelOpt = Annotated[
-    Path, typer.Option("--model", "-m", help="Model dir (a finetune or pretrain run's model/).")
+    Path,
+    typer.Option("--model", "-m", metavar="DIR", help="Model dir (a finetune or pretrain run's model/)."),
 ]
-DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Data dir written by `hfllm preprocess`.")]
-SplitOpt = Annotated[str, typer.Option("--split", help="Split to evaluate.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Examples per forward pass.")]
+DataOpt = Annotated[
+    Path, typer.Option("--data", "-d", metavar="DIR", help="Data dir written by `hfllm preprocess`.")
+]
+SplitOpt = Annotated[
+    str, typer.Option("--split", metavar="NAME", help="Split to evaluate: train, validation or test.")
+]
+OutputDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir",
+        "-o",
+        metavar="DIR",
+        help="Where to write metrics.json, predictions.jsonl and the report (default: <run>/eval-<split> "
+        "beside a run's model/, else ./eval-<model>-<split>).",
+    ),
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Examples per forward pass.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace earlier results in the output dir.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Masked LM: seed of the evaluation masks.")]
+SeedOpt = Annotated[int, typer.Option("--seed", metavar="N", help="Masked LM: seed of the evaluation masks.")]
 
 
 def evaluate(

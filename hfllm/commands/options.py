@@ -3,29 +3,46 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file.", dir_okay=False)]
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", metavar="FILE", help="YAML config file.", dir_okay=False)
+]
 OptionalConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file.", dir_okay=False)
+    Path | None, typer.Option("--config", "-c", metavar="FILE", help="YAML config file.", dir_okay=False)
 ]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config key, e.g. --set training.learning_rate=3e-4 (repeatable)."),
-]
+
+
+def set_option(example: str) -> Any:
+    """Return the type of a `--set KEY=VALUE` option whose help shows `example` (a key of that command)."""
+    return Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help=f"Override a config key (dotted path, YAML value; repeatable), e.g. --set {example}.",
+        ),
+    ]
+
+
+SetOpt = set_option("training.learning_rate=3e-4")
 OutputDirOpt = Annotated[
-    Path | None, typer.Option("--output-dir", "-o", help="Where to write (overrides output_dir).")
+    Path | None,
+    typer.Option("--output-dir", "-o", metavar="DIR", help="Where to write (overrides output_dir)."),
 ]
 NumProcessesOpt = Annotated[
     int | None,
-    typer.Option("--num-processes", min=1, help="Data-parallel processes on this machine (torchrun)."),
+    typer.Option(
+        "--num-processes", min=1, metavar="N", help="Data-parallel processes on this machine (torchrun)."
+    ),
 ]
 ResumeOpt = Annotated[
     str,
     typer.Option(
         "--resume",
+        metavar="auto|never|PATH",
         help="auto: continue from the newest complete checkpoint (a finished run does nothing); "
         "never: refuse a non-empty run dir; or a checkpoint dir to resume from.",
     ),
@@ -41,11 +58,18 @@ ResumeForceOpt = Annotated[
         "differs from the checkpoints' (a warning instead of a refusal).",
     ),
 ]
-NumMachinesOpt = Annotated[int, typer.Option("--num-machines", help="Machines in a multi-node run.")]
-MachineRankOpt = Annotated[int, typer.Option("--machine-rank", help="This machine's rank (0 .. machines-1).")]
-MainIpOpt = Annotated[str | None, typer.Option("--main-process-ip", help="Address of machine rank 0.")]
+NumMachinesOpt = Annotated[
+    int, typer.Option("--num-machines", metavar="N", help="Machines in a multi-node run.")
+]
+MachineRankOpt = Annotated[
+    int, typer.Option("--machine-rank", metavar="RANK", help="This machine's rank (0 .. machines-1).")
+]
+MainIpOpt = Annotated[
+    str | None, typer.Option("--main-process-ip", metavar="ADDRESS", help="Address of machine rank 0.")
+]
 MainPortOpt = Annotated[
-    int | None, typer.Option("--main-process-port", help="Port on machine rank 0 (29500).")
+    int | None,
+    typer.Option("--main-process-port", metavar="PORT", help="Port on machine rank 0 (29500)."),
 ]
 
 

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-from hfllm.commands.options import OptionalConfigOpt, OutputDirOpt, SetOpt
+from hfllm.commands.options import OptionalConfigOpt, OutputDirOpt, set_option
+
+SetOpt = set_option("packing.max_length=256")
 
 ForceOpt = Annotated[
     bool,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hfllm.config.distributed import check_distributed, check_runtime
+from hfllm.config.trackers import check_report_to
 from hfllm.config.yamlio import Origins
 from hfllm.errors import ConfigError
 
@@ -149,6 +150,7 @@ def check_training_section(training: dict[str, Any], origins: Origins, source: s
             expected = ast.unparse(fields[key]) if fields[key] is not None else "?"
             raise ConfigError(f"{where}: `training.{key}` should be {expected}, got {value!r}")
     check_training_values(training, origins, source)
+    check_report_to(training, origins, source)
     check_distributed(training, origins, source)
 
 

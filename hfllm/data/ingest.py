@@ -10,7 +10,7 @@ from pathlib import Path
 from hfllm.data.readers import iter_records
 from hfllm.data.sources import SPLITS, Source
 from hfllm.errors import InputError
-from hfllm.output import log
+from hfllm.output import log, progress
 
 WRITE_BATCH = 10_000
 SPLIT_CODE = {None: -1, **{name: i for i, name in enumerate(SPLITS)}}
@@ -107,13 +107,12 @@ def ingest(sources: list[Source], data, cols: Columns, path: Path):
     """Write every record of `sources` to an Arrow file at `path`; return (Dataset, IngestStats)."""
     from datasets import Dataset
     from datasets.arrow_writer import ArrowWriter
-    from tqdm.auto import tqdm
 
     stats = IngestStats()
     features = features_for(cols)
     writer = ArrowWriter(features=features, path=str(path))
     batch: dict[str, list] = {name: [] for name in features}
-    bar = tqdm(desc="reading", unit=" docs", mininterval=1.0, leave=False)
+    bar = progress(None, "reading")
     try:
         for index, source in enumerate(sources):
             count = 0

@@ -34,6 +34,8 @@ def input_stats(sources: list[Source]) -> list[dict[str, Any]]:
     records = []
     for source in sources:
         record = {"path": source.path, "format": source.format, "split": source.split, **source.stat()}
+        if source.hub is not None:
+            record["hub"] = source.hub.key()
         if source.path == "-":
             record["sha256"] = source.sha256()
             record["mtime_ns"] = None

@@ -179,10 +179,11 @@ def group_blocks(
     """
     from datasets import Dataset
     from datasets.arrow_writer import ArrowWriter
-    from tqdm.auto import tqdm
+
+    from hfllm.output import progress
 
     writer = ArrowWriter(features=block_features(), path=str(path))
-    bar = tqdm(total=len(texts), desc=desc, unit=" docs", mininterval=1.0, leave=False)
+    bar = progress(len(texts), desc)
     try:
         for table in texts.with_format("arrow").iter(batch_size=batch_size):
             column = tokenize_table(table, spec, table.column_names[0]).column("input_ids").combine_chunks()

@@ -15,8 +15,9 @@ from typing import Any
 from hfllm import __version__
 from hfllm.data import manifest as mf
 from hfllm.data.datadir import MANIFEST, MANIFEST_FORMAT, TOKENIZER_DIR, tokenizer_fingerprint
+from hfllm.data.hub import check_refs
 from hfllm.data.ingest import columns_for, ingest
-from hfllm.data.sources import SPLITS, resolve_sources
+from hfllm.data.sources import SPLITS, hub_refs, resolve_sources
 from hfllm.data.supervised import label_names, tag_names
 from hfllm.data.tokenizer import tokenizer_type, train_tokenizer
 from hfllm.errors import ConfigError, InputError
@@ -51,6 +52,7 @@ def run_preprocess(config, force: bool = False) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise InputError(f"output dir {out} is a file", "choose another --output-dir")
     check_owner(out, "preprocess", "--force" if force else "")
+    checked = _check_datasets_first(config, out, force)
     created = make_writable_dir(out)
     lock = DirLock(out)
     lock.acquire("`hfllm preprocess`")
@@ -79,6 +81,8 @@ def run_preprocess(config, force: bool = False) -> dict[str, Any]:
         ):  # never touch a finished dir's files
             write_marker(out, "preprocess")
         log.info("building %s: %s", out, "--force" if force else reason)
+        if not checked:
+            check_refs(hub_refs(config.data))
         splits, manifest, tokenizer = _build(config, sources, work, timer)
         manifest["cache_key"] = key
         _save(out, work, splits, tokenizer, config, manifest, timer)
@@ -95,6 +99,20 @@ def remove_new_dir(out: Path, created: list[Path]) -> None:
     """Remove a data dir this run created and never finished (its marker, then the dirs)."""
     (out / MARKER).unlink(missing_ok=True)
     remove_empty_dirs(created)
+
+
+def _check_datasets_first(config, out: Path, force: bool) -> bool:
+    """Fail before any work when a Hub dataset cannot be opened (no network, offline, no such split).
+
+    Returns False when the check was left for later: a rerun with the same settings may be answered
+    from the data dir's cache, offline too.
+    """
+    refs = hub_refs(config.data)
+    manifest = None if force or not refs else mf.read_manifest(out)
+    if manifest is not None and manifest.get("settings_hash") == mf.settings_hash(config):
+        return False
+    check_refs(refs)
+    return True
 
 
 def _build(config, sources, work: Path, timer: Timer, tokenizer=None, label2id=None):
@@ -285,6 +303,7 @@ def _manifest(config, cols, sources, ingested, tokenizer, labels, counts, packed
                 "split": source.split,
                 "sha256": source.sha256(),
                 **source.stat(),
+                **({"hub": source.hub.key()} if source.hub is not None else {}),
                 "documents": documents,
                 "documents_kept": n_kept,
             }

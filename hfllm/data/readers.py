@@ -253,14 +253,10 @@ def read_arrow(source: Source, data) -> Iterator[Record]:
 
 
 def read_hub(source: Source, data) -> Iterator[Record]:
-    """Yield the rows of a Hub dataset, streamed (only when online)."""
-    from datasets import load_dataset
+    """Yield the rows of one split of a Hub dataset (or local dataset repo), streamed; class ids become names."""
+    from hfllm.data.hub import iter_rows
 
-    try:
-        loaded = load_dataset(source.path, split=data.hub_split, streaming=True)
-    except Exception as exc:
-        raise InputError(f"{source.path}: cannot load this Hub dataset ({exc})") from None
-    for row, obj in enumerate(loaded, start=1):
+    for row, obj in iter_rows(source.hub, (data.label_column, data.tags_column)):
         yield row, obj, False
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -11,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hfllm.errors import InputError
-from hfllm.output import log
+from hfllm.output import progress_bars
 
 # The special tokens each family's models expect, in the order they take the first ids.
 SPECIALS = {
@@ -50,8 +49,8 @@ def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: 
     names = list(dict.fromkeys(specials.values()))
     lowercase = train.lowercase if train.lowercase is not None else kind == "wordpiece"
     _check_vocab_floor(kind, train.vocab_size, len(names))
-    progress = log.isEnabledFor(logging.INFO)  # --quiet silences the trainer's progress bars too
-    common = {"vocab_size": train.vocab_size, "special_tokens": names, "show_progress": progress}
+    # Its bars only on a terminal: --quiet silences them, and a log file gets no carriage returns.
+    common = {"vocab_size": train.vocab_size, "special_tokens": names, "show_progress": progress_bars()}
     if kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=specials["unk_token"]))
         tok.normalizer = normalizers.BertNormalizer(

@@ -1,6 +1,6 @@
 """`hfllm demo`: the whole pipeline on the bundled samples, offline, with a summary for people.
 
-The four stages run the configs in `hfllm/demo/configs/` (the repo's `configs/demo/`), exactly as
+The four stages run the configs in `hfllm/configs/demo/` (the repo's `configs/demo/`), exactly as
 `hfllm preprocess|pretrain|finetune --config configs/demo/...` would, with their paths moved under
 the demo's output dir. Every stage is idempotent, so running the demo again reuses what is done.
 """
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from hfllm.config import load_config
+from hfllm.config.shipped import CONFIGS_DIR
 from hfllm.output import log
 from hfllm.samples import classify_path, corpus_path
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS = CONFIGS_DIR / "demo"
 
 # --quick: the same pipeline on a slice of the samples with tiny settings, for tests (< 1 minute).
 QUICK = {
@@ -221,7 +222,8 @@ def summary(result: dict[str, Any]) -> str:
         "  next:",
         f"    echo 'Command-line tool to edit audio files' | hfllm predict --model {minilm['model_dir']}",
         f"    hfllm evaluate --model {minilm['model_dir']} --data {minilm['data_dir']} --output-dir my-eval",
-        "    copy configs/demo/*.yaml, point data.files at your own text, and run the same commands",
+        "    hfllm recipes copy demo/preprocess mine.yaml  (then point data.files at your own text; "
+        "`hfllm recipes` lists the others)",
     ]
     return "\n".join(lines) + "\n"
 

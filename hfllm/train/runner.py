@@ -79,6 +79,7 @@ def _train(recipe, config, rundir: RunDir, resume_force: bool, callbacks, starte
 
     from hfllm.config.training_args import build_training_arguments
     from hfllm.launch import check_launch
+    from hfllm.train.progress import use_progress
     from hfllm.train.trainer import HfllmTrainer, train
 
     check_launch(config.training)
@@ -105,6 +106,7 @@ def _train(recipe, config, rundir: RunDir, resume_force: bool, callbacks, starte
         processing_class=inputs.tokenizer,
         **{**parts, "callbacks": [*parts.get("callbacks", []), *callbacks]},
     )
+    use_progress(trainer)  # bars on a terminal, step/rate/ETA log lines otherwise
     tokens_before = tokens_seen_at(rundir.resume_from)
     output = train(trainer, rundir)
     metrics = collect_metrics(recipe, trainer, inputs, output, tokens_before)

@@ -7,6 +7,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
+def _as_list(value: Any) -> Any:
+    # `files: corpus.txt` is as natural in YAML as a one-item list.
+    return [value] if isinstance(value, str) else value
+
+
+FileList = Annotated[list[str], BeforeValidator(_as_list)]
+
+
 class Section(BaseModel):
     """A config mapping: unknown keys are errors, values are validated on assignment too."""
 

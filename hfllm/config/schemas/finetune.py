@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from hfllm.config.schemas.base import Section, training_section
+from hfllm.config.schemas.base import FileList, Section, training_section
 
 # hfllm's defaults for fine-tuning; every key is a TrainingArguments field and the user's keys win.
 # metric_for_best_model is left unset here: finetune picks the task's headline metric (f1_macro,
@@ -58,7 +58,7 @@ class FinetuneDataSection(Section):
         None,
         description="Data dir written by `hfllm preprocess` with packing.mode: supervised (has a labels column).",
     )
-    files: list[str] = Field(
+    files: FileList = Field(
         default_factory=list,
         description="Raw labelled files (csv, tsv, jsonl); finetune preprocesses them with the model's tokenizer "
         "into <output_dir>/data/. Used when `dir` is not set.",

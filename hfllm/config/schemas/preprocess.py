@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from hfllm.config.schemas.base import Section
-
-
-def _as_list(value):
-    # `files: corpus.txt` is as natural in YAML as a one-item list.
-    return [value] if isinstance(value, str) else value
+from hfllm.config.schemas.base import FileList, Section
 
 
-FileList = Annotated[list[str], BeforeValidator(_as_list)]
+class HubSplitsSection(Section):
+    """Which of the dataset's own splits becomes each of hfllm's splits."""
+
+    train: str | None = Field("train", description="The dataset's split that becomes train (null: none).")
+    validation: str | None = Field(
+        None, description="The dataset's split that becomes validation (null: carved from train by split.*)."
+    )
+    test: str | None = Field(
+        None, description="The dataset's split that becomes test (null: carved from train by split.*)."
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> HubSplitsSection:
+        if self.train is None and self.validation is None and self.test is None:
+            raise ValueError("name at least one split: data.hub.splits.train, validation or test")
+        return self
+
+
+class HubSection(Section):
+    """A dataset that `datasets.load_dataset(path, name, revision=...)` reads, streamed: on the Hub, or a local dir."""
+
+    path: str = Field(
+        description="A Hub dataset (e.g. `glue`, `Salesforce/wikitext`; needs the network, or offline a copy in "
+        "the datasets cache) or a local dataset dir (data files, with a README.md `configs:` list for "
+        "several configurations)."
+    )
+    name: str | None = Field(
+        None, description="The dataset's configuration (subset), e.g. `sst2` of glue, `wikitext-2-raw-v1`."
+    )
+    revision: str | None = Field(
+        None, description="Branch, tag or commit of the dataset repo; pin it for a run you can repeat."
+    )
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None, description="Passed to load_dataset: which files of the repo form which split (rarely needed)."
+    )
+    splits: HubSplitsSection = Field(
+        default_factory=HubSplitsSection,
+        description="Our split -> the dataset's split name, e.g. {train: train, validation: validation, test: test}.",
+    )
 
 
 class DataSection(Section):
@@ -58,7 +91,25 @@ class DataSection(Section):
         description="Bytes that are not UTF-8: `error` stops and names file and offset; `replace` "
         "substitutes U+FFFD and counts the documents affected.",
     )
-    hub_split: str = Field("train", description="Split to read from a Hub dataset or a saved DatasetDict.")
+    hub: HubSection | None = Field(
+        None,
+        description="Read a Hub dataset (or a local dataset repo) with its configuration, revision and splits; "
+        "its splits are given splits, like train_files / validation_files / test_files.",
+    )
+    hub_split: str = Field(
+        "train",
+        description="Split to read from a saved DatasetDict, or from a Hub name given in `files` (data.hub "
+        "maps every split instead).",
+    )
+
+    @model_validator(mode="after")
+    def _hub_splits_are_given(self) -> Any:
+        if self.hub is not None and self.files:
+            raise ValueError(
+                "data.hub gives its own splits: use data.train_files / validation_files / test_files beside it, "
+                "not data.files"
+            )
+        return self
 
 
 class CleanSection(Section):
