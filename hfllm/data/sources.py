@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfllm.errors import ConfigError, InputError
@@ -29,15 +29,19 @@ class Source:
     split: str | None  # None: pooled, split by ratio
     compression: str | None = None
     local: Path | None = None  # where the bytes are (stdin is copied to the work dir first)
+    files: list[Path] | None = None  # a corpus of chosen files under `local` (python:stdlib)
+    info: dict = field(default_factory=dict)  # more for the manifest (e.g. the corpus's licence)
+
+    def _files(self) -> list[Path]:
+        if self.files is not None:
+            return self.files
+        return [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
 
     def stat(self) -> dict:
         """Return size and mtime of a local source (a dir: summed over its files)."""
         if self.local is None:
             return {"bytes": None, "mtime_ns": None}
-        files = (
-            [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
-        )
-        stats = [p.stat() for p in files]
+        stats = [p.stat() for p in self._files()]
         return {
             "bytes": sum(s.st_size for s in stats),
             "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
@@ -48,10 +52,7 @@ class Source:
         if self.local is None:
             return None
         digest = hashlib.sha256()
-        files = (
-            [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
-        )
-        for file in files:
+        for file in self._files():
             if self.local.is_dir():
                 digest.update(str(file.relative_to(self.local)).encode() + b"\0")
             with open(file, "rb") as handle:
@@ -88,6 +89,8 @@ def resolve_sources(data, stdin_dir: Path | None = None, exclude: Path | None = 
 def _expand(pattern: str, split: str | None, fmt: str, stdin_dir: Path | None) -> list[Source]:
     if pattern == "-":
         return [_stdin_source(split, fmt, stdin_dir)]
+    if pattern.startswith("python:"):
+        return [_stdlib_source(pattern, split)]
     path = Path(pattern).expanduser()
     if path.is_dir():
         if _is_saved_dataset(path):
@@ -149,6 +152,18 @@ def _stdin_source(split: str | None, fmt: str, stdin_dir: Path | None) -> Source
     with open(local, "wb") as out:
         shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
     return Source("-", fmt, split, local=local)
+
+
+def _stdlib_source(name: str, split: str | None) -> Source:
+    from hfllm.data.code import STDLIB, stdlib_files, stdlib_info, stdlib_root
+
+    if name != STDLIB:
+        raise InputError(f"unknown corpus {name!r}", f"the built-in code corpus is {STDLIB}")
+    root = stdlib_root()
+    files = stdlib_files(root)
+    if not files:
+        raise InputError(f"{STDLIB}: no .py files under {root}", "this Python ships without its source")
+    return Source(STDLIB, "stdlib", split, local=root, files=files, info=stdlib_info(root, files))
 
 
 def _hub_source(name: str, split: str | None) -> Source:
