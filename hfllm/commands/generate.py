@@ -15,7 +15,12 @@ InputOpt = Annotated[
     ),
 ]
 PromptOpt = Annotated[str | None, typer.Option("--prompt", "-p", help="One prompt, instead of --input.")]
-MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens to generate at most, per prompt.")]
+MaxNewOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-new-tokens", min=1, help="Tokens to generate at most, per prompt (default 64, or half the context)."
+    ),
+]
 SampleOpt = Annotated[bool, typer.Option("--sample", help="Sample (with the settings below) instead of greedy decoding.")]
 TempOpt = Annotated[float | None, typer.Option("--temperature", min=1e-4, help="Sampling temperature (default 1.0).")]
 TopPOpt = Annotated[float | None, typer.Option("--top-p", min=1e-4, max=1.0, help="Nucleus sampling: keep this probability mass.")]
@@ -39,7 +44,7 @@ def generate(
     model: ModelOpt,
     input: InputOpt = None,
     prompt: PromptOpt = None,
-    max_new_tokens: MaxNewOpt = 64,
+    max_new_tokens: MaxNewOpt = None,
     sample: SampleOpt = False,
     temperature: TempOpt = None,
     top_p: TopPOpt = None,

@@ -44,14 +44,26 @@ def run_evaluate(
     batch_size: int = 64,
     overwrite: bool = False,
     seed: int = 42,
+    stride: int | None = None,
 ) -> dict[str, Any]:
-    """Return the evaluation summary after writing its files into `output_dir`."""
+    """Return the evaluation summary after writing its files into `output_dir`.
+
+    A causal LM is scored by hfllm.inference.evaluate_causal: on a data dir split, or on a text file
+    (`data_dir` a file) with a sliding window moving by `stride` tokens.
+    """
     started = time.time()
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir, split)
     if (output_dir / "metrics.json").exists() and not overwrite:
         raise ConfigError(
             f"{output_dir}/metrics.json exists; pass --overwrite to replace it, or another --output-dir"
         )
+    from hfllm.models.builders import resolve_name_or_path
+    from hfllm.models.causal import is_causal_model_dir
+
+    if is_causal_model_dir(Path(resolve_name_or_path(str(model_dir)))):
+        from hfllm.inference.evaluate_causal import run_evaluate_causal
+
+        return run_evaluate_causal(Path(model_dir), Path(data_dir), split, output_dir, batch_size, stride)
     # The data is checked first: a wrong --data or --split fails before the model is loaded.
     data = open_data_dir(Path(data_dir))
     splits = data.load_splits()  # a missing or unreadable split is an InputError naming it

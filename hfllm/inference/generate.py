@@ -28,13 +28,14 @@ from hfllm.inference.stream import line_batches, open_input, read_first
 from hfllm.output import log
 
 FINISH_REASONS = ("stop", "length", "eos")
+DEFAULT_NEW_TOKENS = 64
 
 
 @dataclass
 class Settings:
     """How to generate: length, greedy or sampling, stop strings, seed, chat template use."""
 
-    max_new_tokens: int = 64
+    max_new_tokens: int | None = None  # None: 64, or half the model's context when that is smaller
     sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
@@ -119,6 +120,8 @@ class Generator:
         if not self.stop_ids:
             log.warning("the model has no end-of-text token: every completion runs to max_new_tokens")
         self.context = context_length(self.model)
+        if settings.max_new_tokens is None:
+            settings.max_new_tokens = min(DEFAULT_NEW_TOKENS, (self.context or 2 * DEFAULT_NEW_TOKENS) // 2)
         if self.context is not None and settings.max_new_tokens >= self.context:
             raise ConfigError(
                 f"--max-new-tokens {settings.max_new_tokens} does not fit the model's context of "
@@ -175,7 +178,6 @@ class Generator:
             repetition_penalty=s.repetition_penalty,
             eos_token_id=self.stop_ids or None,
             pad_token_id=self.tokenizer.pad_token_id,
-            stop_strings=list(s.stop) or None,
             use_cache=True,
         )
 
@@ -184,9 +186,10 @@ class Generator:
         import torch
 
         padded = self.tokenizer.pad({"input_ids": rows}, return_tensors="pt", padding=True)
+        width = padded["input_ids"].shape[1]
         kwargs: dict[str, Any] = {"generation_config": self.generation_config(), "streamer": streamer}
         if self.settings.stop:
-            kwargs["tokenizer"] = self.tokenizer
+            kwargs["stopping_criteria"] = completion_stops(self.tokenizer, self.settings.stop, width)
         if self.settings.sample:
             kwargs["logits_processor"] = sampling_processors(self.settings, [i.line for i in items])
         with torch.inference_mode():
@@ -195,7 +198,7 @@ class Generator:
                 attention_mask=padded["attention_mask"].to(self.device),
                 **kwargs,
             )
-        new = out[:, padded["input_ids"].shape[1] :].tolist()
+        new = out[:, width:].tolist()
         return [self.record(item, tokens) for item, tokens in zip(items, new, strict=True)]
 
     def record(self, item: Prompt, tokens: list[int]) -> dict[str, Any]:
@@ -215,6 +218,24 @@ class Generator:
             record["id"] = item.id
         record.update(completion=text, new_tokens=count, finish_reason=reason)
         return record
+
+
+def completion_stops(tokenizer: Any, stops: list[str], prompt_width: int):
+    """Return stopping criteria that end a row once its completion's text holds a stop string.
+
+    Transformers' own stop_strings also match across the end of the prompt (a prompt ending in
+    "e" and a stop "ee" stop after one "e"); here only the generated text counts, as in the output.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class CompletionStops(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, prompt_width:], skip_special_tokens=True)
+            hits = [any(stop in text for stop in stops) for text in texts]
+            return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([CompletionStops()])
 
 
 class RowSampler:

@@ -16,9 +16,9 @@ from hfllm.output import log
 
 # The name tables Transformers' Auto classes are built from, read from the installed version's source.
 TABLES = {
-    "causal": ("modeling_auto.py", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"),
-    "masked": ("modeling_auto.py", "MODEL_FOR_MASKED_LM_MAPPING_NAMES"),
-    "config": ("configuration_auto.py", "CONFIG_MAPPING_NAMES"),
+    "causal": (("modeling_auto.py",), "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"),
+    "masked": (("modeling_auto.py",), "MODEL_FOR_MASKED_LM_MAPPING_NAMES"),
+    "config": (("auto_mappings.py", "configuration_auto.py"), "CONFIG_MAPPING_NAMES"),
 }
 CAUSAL_ARCHITECTURE_ENDINGS = ("ForCausalLM", "LMHeadModel")
 
@@ -30,19 +30,20 @@ def model_type_table(kind: str) -> dict[str, str]:
     Parsed from the source of transformers/models/auto (a few ms, no torch import), so a config can be
     checked at validate time against the installed Transformers; imported when parsing fails.
     """
-    filename, name = TABLES[kind]
+    filenames, name = TABLES[kind]
     spec = importlib.util.find_spec("transformers")
-    try:
-        source = Path(spec.origin).parent / "models" / "auto" / filename
-        for node in ast.parse(source.read_text(encoding="utf-8")).body:
-            if (
-                isinstance(node, ast.Assign)
-                and len(node.targets) == 1
-                and getattr(node.targets[0], "id", None) == name
-            ):
-                return dict(ast.literal_eval(node.value.args[0]))
-    except (OSError, SyntaxError, ValueError, AttributeError, IndexError, TypeError):
-        pass
+    for filename in filenames:
+        try:
+            source = Path(spec.origin).parent / "models" / "auto" / filename
+            for node in ast.parse(source.read_text(encoding="utf-8")).body:
+                if (
+                    isinstance(node, ast.Assign)
+                    and len(node.targets) == 1
+                    and getattr(node.targets[0], "id", None) == name
+                ):
+                    return dict(ast.literal_eval(node.value.args[0]))
+        except (OSError, SyntaxError, ValueError, AttributeError, IndexError, TypeError):
+            continue
     module = "configuration_auto" if kind == "config" else "modeling_auto"
     table = getattr(importlib.import_module(f"transformers.models.auto.{module}"), name)
     return dict(table)
@@ -54,7 +55,7 @@ def objective_problem(model_type: str, objective: str) -> str | None:
     Encoders such as BERT also have a causal head in Transformers (as decoders of encoder-decoder
     models); a type that has a masked-LM head counts as masked, so `bert` is refused for causal.
     """
-    known = model_type_table("config")
+    known = {**model_type_table("config"), **model_type_table("causal"), **model_type_table("masked")}
     if model_type not in known:
         close = get_close_matches(model_type, list(known), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
