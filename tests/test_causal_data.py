@@ -52,9 +52,11 @@ def test_causal_blocks_are_documents_each_ending_with_eos_and_no_framing(causal_
     tokenizer = AutoTokenizer.from_pretrained(str(causal_run / "tokenizer"))
     assert data.manifest["objective"] == "causal" and data.manifest["tokenizer"]["type"] == "bpe"
     assert data.manifest["causal"]["eos_token_id"] == tokenizer.eos_token_id
-    assert tokenizer.pad_token is not None and tokenizer("some text")["input_ids"] == tokenizer(
-        "some text", add_special_tokens=False
-    )["input_ids"]  # a prompt must not end with EOS
+    assert (
+        tokenizer.pad_token is not None
+        and tokenizer("some text")["input_ids"]
+        == tokenizer("some text", add_special_tokens=False)["input_ids"]
+    )  # a prompt must not end with EOS
     splits = data.load_splits()
     stream = [t for row in splits["train"]["input_ids"] for t in row]
     assert stream[0] != tokenizer.bos_token_id  # no <s> framing: blocks are cut from one stream
@@ -73,7 +75,9 @@ def test_objective_check_names_both_objectives(causal_run, tmp_path):
     check_objective(data, "causal")
     with pytest.raises(InputError) as err:
         check_objective(data, "masked")
-    assert "built for the causal objective, not masked" in str(err.value) and str(causal_run) in str(err.value)
+    assert "built for the causal objective, not masked" in str(err.value) and str(causal_run) in str(
+        err.value
+    )
     assert "objective: masked" in str(err.value)
 
 
@@ -86,7 +90,9 @@ def test_manifests_written_before_the_objective_read_as_masked_or_supervised():
 
 def test_masked_data_dir_records_its_objective(tmp_path):
     out = tmp_path / "masked"
-    run_preprocess(make_config(out, objective="masked", tokenizer={"train": {"type": "wordpiece", "vocab_size": 500}}))
+    run_preprocess(
+        make_config(out, objective="masked", tokenizer={"train": {"type": "wordpiece", "vocab_size": 500}})
+    )
     data = open_data_dir(out)
     assert data.manifest["objective"] == "masked"
     with pytest.raises(InputError, match="built for the masked objective, not causal"):
@@ -124,11 +130,15 @@ def test_a_tokenizer_without_eos_is_refused_for_causal_data(tmp_path, ft_tiny):
 
 
 def test_causal_objective_trains_bpe_by_default_and_refuses_wordpiece():
-    config = PreprocessConfig.model_validate({"objective": "causal", "tokenizer": {"train": {"vocab_size": 900}}})
+    config = PreprocessConfig.model_validate(
+        {"objective": "causal", "tokenizer": {"train": {"vocab_size": 900}}}
+    )
     assert config.tokenizer.train.type == "bpe"
     assert PreprocessConfig.model_validate({"objective": "causal"}).tokenizer.train.type == "bpe"
     with pytest.raises(ValidationError, match="wordpiece has no end-of-text token"):
-        PreprocessConfig.model_validate({"objective": "causal", "tokenizer": {"train": {"type": "wordpiece"}}})
+        PreprocessConfig.model_validate(
+            {"objective": "causal", "tokenizer": {"train": {"type": "wordpiece"}}}
+        )
     assert PreprocessConfig.model_validate({}).tokenizer.train.type == "wordpiece"
 
 
@@ -167,7 +177,9 @@ def test_stdlib_corpus_is_deterministic_bounded_and_licensed(tmp_path, monkeypat
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
-    text = tokenizer.decode([t for row in open_data_dir(out).load_splits()["train"]["input_ids"] for t in row])
+    text = tokenizer.decode(
+        [t for row in open_data_dir(out).load_splits()["train"]["input_ids"] for t in row]
+    )
     assert "\n    def " in text or "\n        " in text  # indentation survives cleaning
     assert run_preprocess(config)["status"] == "cached"
 

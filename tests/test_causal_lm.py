@@ -68,7 +68,9 @@ def test_packed_documents_do_not_see_each_other(family, attention, gpt2_tok, cau
     eos = gpt2_tok.eos_token_id
     second = [20, 21, 22, 23, 24]
     collator = CausalLMCollator(gpt2_tok.pad_token_id, eos)
-    batch = collator([{"input_ids": [5, 6, 7, eos] + second}, {"input_ids": [9, 10, 11, 12, 13, 14, eos] + second}])
+    batch = collator(
+        [{"input_ids": [5, 6, 7, eos] + second}, {"input_ids": [9, 10, 11, 12, 13, 14, eos] + second}]
+    )
     alone = model(input_ids=torch.tensor([second]), use_cache=False).logits[0]
     for mode in ("eval", "train"):
         getattr(model, mode)()
@@ -98,7 +100,8 @@ def test_loss_matches_the_model_and_is_normalised_by_the_tokens_of_the_whole_ste
         halves = [collator(rows[:2]), collator(rows[2:])]
         step_tokens = sum(int((h["labels"][:, 1:] != IGNORE_INDEX).sum()) for h in halves)
         parts = [
-            causal_lm_loss(model(input_ids=h["input_ids"], use_cache=False), h["labels"], step_tokens) for h in halves
+            causal_lm_loss(model(input_ids=h["input_ids"], use_cache=False), h["labels"], step_tokens)
+            for h in halves
         ]
     torch.testing.assert_close(parts[0] + parts[1], ours)
 
@@ -137,7 +140,9 @@ def test_model_type_check_names_the_problem_without_importing_torch():
         "print(repr([p('bert','causal'), p('gpt2','causal'), p('gpt2','masked'), p('llama','causal'), p('gtp2','causal')]));"
         "print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     bert, gpt2, gpt2_masked, llama, typo = eval(out[0])
     assert "objective causal needs a causal-LM model type" in bert and "bert is masked" in bert
     assert gpt2 is None and llama is None
@@ -150,8 +155,12 @@ def test_builder_takes_vocabulary_special_ids_and_positions_from_tokenizer_and_d
     from hfllm.errors import ConfigError
     from hfllm.models.causal import build_causal_model
 
-    model = build_causal_model("llama", {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                         "intermediate_size": 64}, gpt2_tok, max_length=96)
+    model = build_causal_model(
+        "llama",
+        {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
+        gpt2_tok,
+        max_length=96,
+    )
     config = model.config
     assert config.vocab_size == len(gpt2_tok) and config.max_position_embeddings == 96
     assert config.eos_token_id == gpt2_tok.eos_token_id and config.pad_token_id == gpt2_tok.pad_token_id
@@ -169,7 +178,9 @@ def test_saved_model_loads_with_stock_classes_and_generates_through_a_pipeline(t
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
     out = generator("Command-line tool to", max_new_tokens=6, do_sample=False)
     assert out[0]["generated_text"].startswith("Command-line tool to")
-    assert len(tokenizer(out[0]["generated_text"])["input_ids"]) > len(tokenizer("Command-line tool to")["input_ids"])
+    assert len(tokenizer(out[0]["generated_text"])["input_ids"]) > len(
+        tokenizer("Command-line tool to")["input_ids"]
+    )
 
 
 def test_fit_embeddings_grows_the_model_for_added_chat_tokens(gpt2_tok, causal_build):

@@ -64,7 +64,14 @@ def test_order_and_results_do_not_depend_on_the_batch_size(causal_model, tmp_pat
 
 
 def test_the_same_seed_gives_the_same_samples_whatever_the_batching(causal_model, tmp_path):
-    settings = {"tmp": tmp_path, "max_new_tokens": 10, "sample": True, "temperature": 1.5, "top_k": 50, "top_p": 0.95}
+    settings = {
+        "tmp": tmp_path,
+        "max_new_tokens": 10,
+        "sample": True,
+        "temperature": 1.5,
+        "top_k": 50,
+        "top_p": 0.95,
+    }
     first = generate(causal_model, PROMPTS, seed=7, batch_size=4, **settings)
     again = generate(causal_model, PROMPTS, seed=7, batch_size=2, **settings)
     other = generate(causal_model, PROMPTS, seed=8, batch_size=4, **settings)
@@ -93,7 +100,11 @@ def test_finish_reasons_from_the_tokens_generated(causal_model):
     word = tok("Library", add_special_tokens=False)["input_ids"]
     item = Prompt(1, text="x", id="a")
     assert generator.record(item, word + [eos, eos]) == {
-        "line": 1, "id": "a", "completion": "Library", "new_tokens": len(word) + 1, "finish_reason": "eos"
+        "line": 1,
+        "id": "a",
+        "completion": "Library",
+        "new_tokens": len(word) + 1,
+        "finish_reason": "eos",
     }
     assert generator.record(item, word)["finish_reason"] == "length"
     stop = tok("Libzz more", add_special_tokens=False)["input_ids"]
@@ -101,8 +112,10 @@ def test_finish_reasons_from_the_tokens_generated(causal_model):
     assert record["finish_reason"] == "stop" and record["completion"] == "Lib"
 
 
-def test_bad_lines_are_skipped_with_their_number_or_end_a_strict_run_after_earlier_output(causal_model, tmp_path):
-    lines = "Library for\n{\"prompt\": \"Command-line tool\", \"id\": 9}\n\n{broken\n{\"text\": \"x\"}\nA\n"
+def test_bad_lines_are_skipped_with_their_number_or_end_a_strict_run_after_earlier_output(
+    causal_model, tmp_path
+):
+    lines = 'Library for\n{"prompt": "Command-line tool", "id": 9}\n\n{broken\n{"text": "x"}\nA\n'
     result = run_cli("generate", "-m", causal_model, "--max-new-tokens", "4", input=lines)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -148,7 +161,9 @@ def test_a_chat_for_a_model_without_template_is_a_bad_line(causal_model):
 
 def test_stream_prints_the_text_of_one_prompt(causal_model):
     json_out = run_cli("generate", "-m", causal_model, "-p", "Library for", "--max-new-tokens", "6")
-    text_out = run_cli("generate", "-m", causal_model, "-p", "Library for", "--max-new-tokens", "6", "--stream")
+    text_out = run_cli(
+        "generate", "-m", causal_model, "-p", "Library for", "--max-new-tokens", "6", "--stream"
+    )
     assert text_out.returncode == 0, text_out.stderr
     assert text_out.stdout == json.loads(json_out.stdout)["completion"] + "\n"
     two = run_cli("generate", "-m", causal_model, "--stream", input="a\nb\n")
@@ -174,7 +189,10 @@ def test_line_batches_hand_out_a_partial_batch_when_the_input_pauses():
 def test_a_live_pipe_gets_each_answer_before_the_next_line_is_written(causal_model):
     proc = subprocess.Popen(
         [sys.executable, "-m", "hfllm", "generate", "-m", str(causal_model), "--max-new-tokens", "3"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     answers: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [answers.put(line) for line in proc.stdout], daemon=True).start()

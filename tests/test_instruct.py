@@ -39,7 +39,9 @@ def config(tmp_path: Path, files, tokenizer_dir=None, **top) -> PreprocessConfig
         "output_dir": str(tmp_path / "data"),
         **top,
     }
-    body["tokenizer"] = {"name_or_path": str(tokenizer_dir)} if tokenizer_dir else {"train": {"vocab_size": 500}}
+    body["tokenizer"] = (
+        {"name_or_path": str(tokenizer_dir)} if tokenizer_dir else {"train": {"vocab_size": 500}}
+    )
     return PreprocessConfig.model_validate(body)
 
 
@@ -113,8 +115,15 @@ def test_preprocess_instruction_data_with_chatml_records_the_template(tmp_path, 
     result = run_preprocess(config(tmp_path, files, source))
     data = open_data_dir(tmp_path / "data")
     manifest = data.manifest
-    assert result["objective"] == "supervised" and manifest["task"] == "causal-lm" and manifest["mode"] == "supervised"
-    assert manifest["chat"]["name"] == "chatml" and manifest["chat"]["added_tokens"] == ["<|im_start|>", "<|im_end|>"]
+    assert (
+        result["objective"] == "supervised"
+        and manifest["task"] == "causal-lm"
+        and manifest["mode"] == "supervised"
+    )
+    assert manifest["chat"]["name"] == "chatml" and manifest["chat"]["added_tokens"] == [
+        "<|im_start|>",
+        "<|im_end|>",
+    ]
     original = AutoTokenizer.from_pretrained(str(source))
     from hfllm.data.datadir import tokenizer_fingerprint
 
@@ -131,7 +140,14 @@ def test_preprocess_instruction_data_with_chatml_records_the_template(tmp_path, 
 
 def test_packing_puts_whole_examples_in_rows_with_restarting_positions(tmp_path, causal_build):
     files = [causal_build.instruction_file(tmp_path / "inst.jsonl")]
-    run_preprocess(config(tmp_path, files, causal_build.tokenizer_dir(tmp_path / "tok"), packing={"max_length": 512, "pack_examples": True}))
+    run_preprocess(
+        config(
+            tmp_path,
+            files,
+            causal_build.tokenizer_dir(tmp_path / "tok"),
+            packing={"max_length": 512, "pack_examples": True},
+        )
+    )
     data = open_data_dir(tmp_path / "data")
     train = data.load_splits()["train"]
     assert set(train.column_names) == {"input_ids", "labels", "position_ids"}
@@ -160,7 +176,9 @@ def test_plain_template_adds_no_tokens_and_ends_responses_with_eos(tmp_path, cau
 
 def test_rows_without_a_response_name_file_and_line(tmp_path, causal_build):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"prompt": "hi", "response": "there"}) + "\n" + json.dumps({"prompt": "only"}) + "\n")
+    bad.write_text(
+        json.dumps({"prompt": "hi", "response": "there"}) + "\n" + json.dumps({"prompt": "only"}) + "\n"
+    )
     with pytest.raises(InputError) as err:
         run_preprocess(config(tmp_path, [bad]))
     assert f"{bad}: line 2" in str(err.value) and "'response'" in str(err.value)
@@ -181,7 +199,11 @@ def test_finetune_raw_file_path_builds_a_valid_instruction_preprocess_config(tmp
     from hfllm.data.labelled import preprocess_config
 
     data = SimpleNamespace(
-        files=["inst.jsonl"], text_column="text", label_column="label", text_pair_column=None, max_length=256,
+        files=["inst.jsonl"],
+        text_column="text",
+        label_column="label",
+        text_pair_column=None,
+        max_length=256,
         preprocess={"chat_template": "plain", "packing": {"pack_examples": True}},
     )
     finetune = SimpleNamespace(task="causal-lm", data=data, label_all_tokens=False, problem_type=None)

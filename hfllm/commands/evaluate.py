@@ -15,7 +15,9 @@ ModelOpt = Annotated[
 DataOpt = Annotated[
     Path,
     typer.Option(
-        "--data", "-d", help="Data dir written by `hfllm preprocess` (for a causal LM also a text file: perplexity)."
+        "--data",
+        "-d",
+        help="Data dir written by `hfllm preprocess` (for a causal LM also a text file: perplexity).",
     ),
 ]
 SplitOpt = Annotated[str, typer.Option("--split", help="Split to evaluate.")]
@@ -24,7 +26,9 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace earlier
 SeedOpt = Annotated[int, typer.Option("--seed", help="Masked LM: seed of the evaluation masks.")]
 StrideOpt = Annotated[
     int | None,
-    typer.Option("--stride", min=1, help="Causal LM on a text file: window step in tokens (default: half the context)."),
+    typer.Option(
+        "--stride", min=1, help="Causal LM on a text file: window step in tokens (default: half the context)."
+    ),
 ]
 
 
@@ -44,6 +48,13 @@ def evaluate(
 
     emit(
         run_evaluate(
-            model, data, split, output_dir, batch_size=batch_size, overwrite=overwrite, seed=seed, stride=stride
+            model,
+            data,
+            split,
+            output_dir,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            seed=seed,
+            stride=stride,
         )
     )

@@ -11,23 +11,44 @@ ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model dir of a ca
 InputOpt = Annotated[
     str | None,
     typer.Option(
-        "--input", "-i", help="File of prompts (text, or JSON lines with `prompt` or `messages`); - for stdin."
+        "--input",
+        "-i",
+        help="File of prompts (text, or JSON lines with `prompt` or `messages`); - for stdin.",
     ),
 ]
 PromptOpt = Annotated[str | None, typer.Option("--prompt", "-p", help="One prompt, instead of --input.")]
 MaxNewOpt = Annotated[
     int | None,
     typer.Option(
-        "--max-new-tokens", min=1, help="Tokens to generate at most, per prompt (default 64, or half the context)."
+        "--max-new-tokens",
+        min=1,
+        help="Tokens to generate at most, per prompt (default 64, or half the context).",
     ),
 ]
-SampleOpt = Annotated[bool, typer.Option("--sample", help="Sample (with the settings below) instead of greedy decoding.")]
-TempOpt = Annotated[float | None, typer.Option("--temperature", min=1e-4, help="Sampling temperature (default 1.0).")]
-TopPOpt = Annotated[float | None, typer.Option("--top-p", min=1e-4, max=1.0, help="Nucleus sampling: keep this probability mass.")]
-TopKOpt = Annotated[int | None, typer.Option("--top-k", min=0, help="Sample among the k likeliest tokens (0: all).")]
-RepOpt = Annotated[float, typer.Option("--repetition-penalty", min=1e-4, help="Penalty on tokens already present (1.0: none).")]
-StopOpt = Annotated[list[str] | None, typer.Option("--stop", help="Stop a completion at this string (repeatable); not included.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed; a line's completion depends on seed and line number.")]
+SampleOpt = Annotated[
+    bool, typer.Option("--sample", help="Sample (with the settings below) instead of greedy decoding.")
+]
+TempOpt = Annotated[
+    float | None, typer.Option("--temperature", min=1e-4, help="Sampling temperature (default 1.0).")
+]
+TopPOpt = Annotated[
+    float | None,
+    typer.Option("--top-p", min=1e-4, max=1.0, help="Nucleus sampling: keep this probability mass."),
+]
+TopKOpt = Annotated[
+    int | None, typer.Option("--top-k", min=0, help="Sample among the k likeliest tokens (0: all).")
+]
+RepOpt = Annotated[
+    float,
+    typer.Option("--repetition-penalty", min=1e-4, help="Penalty on tokens already present (1.0: none)."),
+]
+StopOpt = Annotated[
+    list[str] | None,
+    typer.Option("--stop", help="Stop a completion at this string (repeatable); not included."),
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Sampling seed; a line's completion depends on seed and line number.")
+]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per batch.")]
 ChatOpt = Annotated[
     str,
@@ -37,7 +58,9 @@ ChatOpt = Annotated[
     ),
 ]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first bad or too-long line (exit 3).")]
-StreamOpt = Annotated[bool, typer.Option("--stream", help="Print one prompt's completion as it is generated (text, not JSON).")]
+StreamOpt = Annotated[
+    bool, typer.Option("--stream", help="Print one prompt's completion as it is generated (text, not JSON).")
+]
 
 
 def generate(
@@ -65,9 +88,15 @@ def generate(
         raise ConfigError(f"--chat {chat!r}: use auto, always or never")
     if prompt is not None and input is not None:
         raise ConfigError("give --prompt or --input, not both")
-    given = [name for name, v in (("--temperature", temperature), ("--top-p", top_p), ("--top-k", top_k)) if v is not None]
+    given = [
+        name
+        for name, v in (("--temperature", temperature), ("--top-p", top_p), ("--top-k", top_k))
+        if v is not None
+    ]
     if given and not sample:
-        raise ConfigError(f"{', '.join(given)} only applies to sampling", "add --sample (greedy decoding is the default)")
+        raise ConfigError(
+            f"{', '.join(given)} only applies to sampling", "add --sample (greedy decoding is the default)"
+        )
     settings = Settings(
         max_new_tokens=max_new_tokens,
         sample=sample,
@@ -79,4 +108,6 @@ def generate(
         seed=seed,
         chat=chat,
     )
-    run_generate(model, input or "-", settings, batch_size=batch_size, strict=strict, prompt=prompt, stream=stream)
+    run_generate(
+        model, input or "-", settings, batch_size=batch_size, strict=strict, prompt=prompt, stream=stream
+    )

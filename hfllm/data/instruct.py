@@ -40,7 +40,9 @@ def record_messages(record: dict, data) -> list[dict[str, str]]:
         if data.system_column and record.get(data.system_column) is not None:
             chat.append({"role": "system", "content": _text(record[data.system_column], data.system_column)})
         chat.append({"role": "user", "content": _text(record[data.prompt_column], data.prompt_column)})
-        chat.append({"role": "assistant", "content": _text(record[data.response_column], data.response_column)})
+        chat.append(
+            {"role": "assistant", "content": _text(record[data.response_column], data.response_column)}
+        )
     if not any(m["role"] == "assistant" and m["content"].strip() for m in chat):
         raise ValueError("no non-empty assistant response: nothing for the model to learn")
     return chat

@@ -255,7 +255,9 @@ def _sum_counts(per_split: dict[str, dict[str, int]]) -> dict[str, int]:
     return total
 
 
-def _manifest(config, cols, sources, ingested, tokenizer, labels, counts, packed, chat=None) -> dict[str, Any]:
+def _manifest(
+    config, cols, sources, ingested, tokenizer, labels, counts, packed, chat=None
+) -> dict[str, Any]:
     inputs = []
     kept = counts.pop("kept_per_input")
     for source, documents, n_kept in zip(sources, ingested.documents, kept, strict=True):

@@ -35,7 +35,9 @@ class Source:
     def _files(self) -> list[Path]:
         if self.files is not None:
             return self.files
-        return [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
+        return (
+            [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
+        )
 
     def stat(self) -> dict:
         """Return size and mtime of a local source (a dir: summed over its files)."""

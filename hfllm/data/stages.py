@@ -116,7 +116,9 @@ def _check_inputs_kept(sources, kept_per_input: np.ndarray) -> None:
 def training_texts(train_ds, cols: Columns, batch_size: int = 1000):
     """Yield batches of train-split text for the tokenizer trainer (pre-split words joined by spaces)."""
     if cols.chat is not None:
-        for table in train_ds.select_columns([instruct.MESSAGES]).with_format("arrow").iter(batch_size=batch_size):
+        for table in (
+            train_ds.select_columns([instruct.MESSAGES]).with_format("arrow").iter(batch_size=batch_size)
+        ):
             yield instruct.training_texts(table.column(0).to_pylist())
         return
     column = cols.tokens or cols.text

@@ -35,7 +35,9 @@ def run_evaluate_causal(
         texts = read_texts(data)
         model, tokenizer = load_causal_lm(Path(model_dir))
         limit = context_length(model) or 1024
-        metrics, records = evaluate_texts(model, tokenizer, texts, limit, stride or max(limit // 2, 1), batch_size)
+        metrics, records = evaluate_texts(
+            model, tokenizer, texts, limit, stride or max(limit // 2, 1), batch_size
+        )
         metrics = {"data": str(data), "documents": len(texts), **metrics}
     else:
         dataset, data_dir = _split(data, split)
@@ -57,7 +59,10 @@ def run_evaluate_causal(
         "data_dir": str(data),
         "output_dir": str(output_dir),
         "metrics": metrics,
-        "files": {"metrics": str(output_dir / "metrics.json"), "predictions": str(output_dir / "predictions.jsonl")},
+        "files": {
+            "metrics": str(output_dir / "metrics.json"),
+            "predictions": str(output_dir / "predictions.jsonl"),
+        },
         "seconds": round(time.time() - started, 2),
     }
 
@@ -78,7 +83,9 @@ def _split(path: Path, split: str):
         )
     splits = data.load_splits()
     if split not in splits:
-        raise InputError(f"{path}: no split {split!r}; it has {', '.join(splits)}", "pass --split with one of those")
+        raise InputError(
+            f"{path}: no split {split!r}; it has {', '.join(splits)}", "pass --split with one of those"
+        )
     if len(splits[split]) == 0:
         raise InputError(f"{path}/{split}: the split is empty")
     return splits[split], data
@@ -138,7 +145,9 @@ def windows(ids: list[int], max_length: int, stride: int) -> list[dict[str, list
     return out
 
 
-def evaluate_texts(model: Any, tokenizer: Any, texts: list[str], max_length: int, stride: int, batch_size: int):
+def evaluate_texts(
+    model: Any, tokenizer: Any, texts: list[str], max_length: int, stride: int, batch_size: int
+):
     """Return (metrics, per-window records) of scoring `texts` with a sliding window."""
     from hfllm.data.causal import encode_prompt
 

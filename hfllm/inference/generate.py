@@ -128,7 +128,9 @@ class Generator:
                 f"{self.context} tokens (prompt included)",
                 f"use --max-new-tokens below {self.context}",
             )
-        self.use_chat = settings.chat == "always" or (settings.chat == "auto" and bool(self.tokenizer.chat_template))
+        self.use_chat = settings.chat == "always" or (
+            settings.chat == "auto" and bool(self.tokenizer.chat_template)
+        )
         if settings.chat == "always" and not self.tokenizer.chat_template:
             raise InputError(
                 f"{model_dir}: --chat always, but the tokenizer has no chat template",
@@ -162,7 +164,9 @@ class Generator:
             f"{self.settings.max_new_tokens} only {budget} fit the model's context of {self.context}"
         )
         if self.strict:
-            raise InputError(message, "shorten the prompt or lower --max-new-tokens (or drop --strict to truncate)")
+            raise InputError(
+                message, "shorten the prompt or lower --max-new-tokens (or drop --strict to truncate)"
+            )
         log.warning("%s: keeping its last %d tokens", message, budget)
         keep = self.prefix if ids[: len(self.prefix)] == self.prefix else []
         return keep + ids[len(ids) - budget + len(keep) :], True
@@ -203,7 +207,9 @@ class Generator:
 
     def record(self, item: Prompt, tokens: list[int]) -> dict[str, Any]:
         """Return the output record of one row: the completion cut at EOS or a stop string, and why it ended."""
-        end = next((i for i, t in enumerate(tokens) if t in self.stop_ids or t == self.tokenizer.pad_token_id), None)
+        end = next(
+            (i for i, t in enumerate(tokens) if t in self.stop_ids or t == self.tokenizer.pad_token_id), None
+        )
         text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True)
         cut = min((p for p in (text.find(s) for s in self.settings.stop) if p >= 0), default=-1)
         if cut >= 0:
@@ -298,7 +304,7 @@ def run_generate(
     name = "<stdin>" if source == "-" else source
     stats = Stats()
     hint = "give a file of prompts (one per line, or JSON lines with `prompt` or `messages`), or - for stdin"
-    with (open_input(source, hint) if prompt is None else _single(prompt)) as lines:
+    with open_input(source, hint) if prompt is None else _single(prompt) as lines:
         first = read_first(lines, name if prompt is None else "--prompt", "generate")
         generator = Generator(Path(model_dir), settings, batch_size, strict)
         if stream:
@@ -342,7 +348,9 @@ def _run_batch(generator: Generator, batch: list[tuple[int, str]], name: str, ou
             ids, cut = generator.fit(generator.prompt_ids(item), item, name)
         except ValueError as exc:
             if generator.strict:
-                failure = InputError(f"{name}:{number}: {exc}", "fix the line, or drop --strict to skip bad lines")
+                failure = InputError(
+                    f"{name}:{number}: {exc}", "fix the line, or drop --strict to skip bad lines"
+                )
                 break
             stats.bad.append(number)
             sys.stderr.write(f"hfllm: {name}:{number}: skipped: {exc}\n")
@@ -369,7 +377,10 @@ def _stream_one(generator: Generator, lines, name: str, out, stats: Stats) -> St
     """Generate one prompt and print its text as it comes (--stream); more than one prompt is an error."""
     prompts = [(n, raw) for n, raw in enumerate(lines, start=1) if raw.strip()]
     if len(prompts) != 1:
-        raise ConfigError(f"--stream takes exactly one prompt; {name} has {len(prompts)}", "drop --stream to generate for each line")
+        raise ConfigError(
+            f"--stream takes exactly one prompt; {name} has {len(prompts)}",
+            "drop --stream to generate for each line",
+        )
     number, raw = prompts[0]
     try:
         item = parse_line(raw, number)
@@ -382,7 +393,12 @@ def _stream_one(generator: Generator, lines, name: str, out, stats: Stats) -> St
     stats.seconds = time.perf_counter() - started
     stats.lines = stats.generated = 1
     stats.new_tokens = record["new_tokens"]
-    log.info("%d new tokens in %.1f s, finish_reason %s", record["new_tokens"], stats.seconds, record["finish_reason"])
+    log.info(
+        "%d new tokens in %.1f s, finish_reason %s",
+        record["new_tokens"],
+        stats.seconds,
+        record["finish_reason"],
+    )
     return stats
 
 

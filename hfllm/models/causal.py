@@ -23,7 +23,7 @@ TABLES = {
 CAUSAL_ARCHITECTURE_ENDINGS = ("ForCausalLM", "LMHeadModel")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_type_table(kind: str) -> dict[str, str]:
     """Return Transformers' table of model type -> class name for `kind` (causal, masked, config).
 
@@ -73,7 +73,9 @@ def objective_problem(model_type: str, objective: str) -> str | None:
 
 def is_causal_config(config: dict[str, Any] | Any) -> bool:
     """Return whether a model config (a config.json mapping or a PretrainedConfig) names a causal-LM head."""
-    archs = config.get("architectures") if isinstance(config, dict) else getattr(config, "architectures", None)
+    archs = (
+        config.get("architectures") if isinstance(config, dict) else getattr(config, "architectures", None)
+    )
     return any(str(a).endswith(CAUSAL_ARCHITECTURE_ENDINGS) for a in archs or [])
 
 
@@ -132,7 +134,9 @@ def fit_embeddings(model: Any, tokenizer: Any) -> int:
     if len(tokenizer) <= rows:
         return 0
     model.resize_token_embeddings(len(tokenizer))
-    log.info("resized the token embeddings from %d to %d rows for the tokenizer's new tokens", rows, len(tokenizer))
+    log.info(
+        "resized the token embeddings from %d to %d rows for the tokenizer's new tokens", rows, len(tokenizer)
+    )
     return len(tokenizer) - rows
 
 

@@ -93,7 +93,10 @@ def causal_lm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) ->
     logits = outputs["logits"][:, :-1]
     targets = labels[:, 1:].to(logits.device)
     total = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        logits.reshape(-1, logits.shape[-1]).float(),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
     )
     count = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
     return total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)

@@ -30,6 +30,11 @@ def task_of(model_config: Any, where: str = "model") -> str:
             return TOKEN
         if arch.endswith("ForMaskedLM") or arch.endswith("ForPreTraining"):
             return MASKED_LM
+        if arch.endswith(("ForCausalLM", "LMHeadModel")):
+            raise InputError(
+                f"{where}: a causal language model ({arch}): it generates text rather than labels",
+                "use `hfllm generate --model DIR` (and `hfllm evaluate` for its perplexity)",
+            )
     raise InputError(
         f"{where}: config.json names no classification or masked-LM head (architectures: "
         f"{getattr(model_config, 'architectures', None)})",

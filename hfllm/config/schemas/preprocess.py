@@ -247,7 +247,9 @@ class PreprocessConfig(Section):
             )
         generative = self.objective == "causal" or self.task == "causal-lm"
         if self.tokenizer.name_or_path is None and self.tokenizer.train is None:
-            self.tokenizer.__dict__["train"] = TokenizerTrainSection(type="bpe" if generative else "wordpiece")
+            self.tokenizer.__dict__["train"] = TokenizerTrainSection(
+                type="bpe" if generative else "wordpiece"
+            )
         train = self.tokenizer.train
         if generative and train is not None and train.type == "wordpiece":
             if "type" in train.model_fields_set:
