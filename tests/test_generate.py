@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import queue
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,6 @@ from conftest import run_cli
 
 from hfllm.errors import InputError
 from hfllm.inference.generate import Generator, Prompt, Settings, run_generate
-from hfllm.inference.stream import line_batches
 
 PROMPTS = [
     "Command-line tool to",
@@ -168,40 +163,3 @@ def test_stream_prints_the_text_of_one_prompt(causal_model):
     assert text_out.stdout == json.loads(json_out.stdout)["completion"] + "\n"
     two = run_cli("generate", "-m", causal_model, "--stream", input="a\nb\n")
     assert two.returncode == 2 and "exactly one prompt" in two.stderr
-
-
-def test_line_batches_hand_out_a_partial_batch_when_the_input_pauses():
-    """The second line is written only once the first came out alone: no full batch is awaited."""
-    released = threading.Event()
-
-    def source():
-        yield "first\n"
-        released.wait(timeout=60)  # if the reader waited for a full batch, this would time out
-        yield "second\n"
-
-    batches = []
-    for batch in line_batches(source(), batch_size=8, idle=0.05):
-        batches.append(batch)
-        released.set()
-    assert batches == [[(1, "first\n")], [(2, "second\n")]]
-
-
-def test_a_live_pipe_gets_each_answer_before_the_next_line_is_written(causal_model):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hfllm", "generate", "-m", str(causal_model), "--max-new-tokens", "3"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    answers: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [answers.put(line) for line in proc.stdout], daemon=True).start()
-    try:
-        for number, prompt in enumerate(("Library for", "Command-line tool"), start=1):
-            proc.stdin.write(prompt + "\n")
-            proc.stdin.flush()
-            assert json.loads(answers.get(timeout=120))["line"] == number  # stdin is still open
-        proc.stdin.close()
-        assert proc.wait(timeout=60) == 0
-    finally:
-        proc.kill()

@@ -14,7 +14,6 @@ written; a prompt longer than the context keeps its last tokens, with a warning.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hfllm.errors import ConfigError, InputError
+from hfllm.inference.decoding import completion_stops, sampling_processors, stop_aware_streamer
 from hfllm.inference.stream import line_batches, open_input, read_first
 from hfllm.output import log
 
@@ -94,12 +94,6 @@ def parse_line(raw: str, number: int) -> Prompt:
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError('JSON line without a non-empty string "prompt" (or a "messages" list)')
     return Prompt(number, text=prompt, id=record.get("id"))
-
-
-def row_seed(seed: int, line: int) -> int:
-    """Return the 63-bit sampling seed of one input line."""
-    digest = hashlib.blake2b(f"{seed}:{line}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
 class Generator:
@@ -226,64 +220,6 @@ class Generator:
         return record
 
 
-def completion_stops(tokenizer: Any, stops: list[str], prompt_width: int):
-    """Return stopping criteria that end a row once its completion's text holds a stop string.
-
-    Transformers' own stop_strings also match across the end of the prompt (a prompt ending in
-    "e" and a stop "ee" stop after one "e"); here only the generated text counts, as in the output.
-    """
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class CompletionStops(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            texts = tokenizer.batch_decode(input_ids[:, prompt_width:], skip_special_tokens=True)
-            hits = [any(stop in text for stop in stops) for text in texts]
-            return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([CompletionStops()])
-
-
-class RowSampler:
-    """A logits processor that samples each row's next token with that row's own generator.
-
-    It runs last (after repetition penalty, temperature, top-k and top-p) and leaves only the drawn
-    token, which greedy decoding then takes: sampling that depends on (seed, line) alone.
-    """
-
-    def __init__(self, seeds: list[int]):
-        self.seeds = seeds
-        self.generators: list[Any] | None = None
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        if self.generators is None:
-            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
-        probs = torch.softmax(scores.float(), dim=-1)
-        chosen = torch.stack(
-            [torch.multinomial(probs[i], 1, generator=g)[0] for i, g in enumerate(self.generators)]
-        )
-        out = torch.full_like(scores, float("-inf"))
-        out.scatter_(1, chosen[:, None], 0.0)
-        return out
-
-
-def sampling_processors(settings: Settings, lines: list[int]):
-    """Return the logits processors of sampling: temperature, top-k, top-p, then the per-row sampler."""
-    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-    processors = LogitsProcessorList()
-    if settings.temperature != 1.0:
-        processors.append(TemperatureLogitsWarper(settings.temperature))
-    if settings.top_k > 0:
-        processors.append(TopKLogitsWarper(settings.top_k))
-    if settings.top_p < 1.0:
-        processors.append(TopPLogitsWarper(settings.top_p))
-    processors.append(RowSampler([row_seed(settings.seed, line) for line in lines]))
-    return processors
-
-
 def run_generate(
     model_dir: Path,
     source: str = "-",
@@ -387,7 +323,7 @@ def _stream_one(generator: Generator, lines, name: str, out, stats: Stats) -> St
         ids, _ = generator.fit(generator.prompt_ids(item), item, name)
     except ValueError as exc:
         raise InputError(f"{name}:{number}: {exc}") from None
-    streamer = StopAwareStreamer(generator.tokenizer, generator.settings.stop, out)
+    streamer = stop_aware_streamer(generator.tokenizer, generator.settings.stop, out)
     started = time.perf_counter()
     record = generator.generate([item], [ids], streamer=streamer)[0]
     stats.seconds = time.perf_counter() - started
@@ -400,29 +336,3 @@ def _stream_one(generator: Generator, lines, name: str, out, stats: Stats) -> St
         record["finish_reason"],
     )
     return stats
-
-
-def StopAwareStreamer(tokenizer: Any, stops: list[str], out):  # noqa: N802 - a class factory
-    """Return a TextStreamer that writes to `out` as tokens come, holding back what may start a stop string."""
-    from transformers import TextStreamer
-
-    class _Streamer(TextStreamer):
-        def __init__(self):
-            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
-            self.pending, self.stopped = "", False
-            self.hold = max((len(s) for s in stops), default=1) - 1
-
-        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-            if self.stopped:
-                return
-            self.pending += text
-            cut = min((p for p in (self.pending.find(s) for s in stops) if p >= 0), default=-1)
-            if cut >= 0:
-                self.pending, self.stopped = self.pending[:cut], True
-            keep = 0 if stream_end or self.stopped or not self.hold else self.hold
-            split = max(len(self.pending) - keep, 0)
-            ready, self.pending = self.pending[:split], self.pending[split:]
-            out.write(ready + ("\n" if stream_end or self.stopped else ""))
-            out.flush()
-
-    return _Streamer()
