@@ -211,3 +211,18 @@ def test_finetune_raw_file_path_builds_a_valid_instruction_preprocess_config(tmp
     cfg = PreprocessConfig.model_validate(mapping)
     assert cfg.task == "causal-lm" and cfg.chat_template == "plain" and cfg.packing.pack_examples
     assert cfg.tokenizer.name_or_path == "model-dir" and cfg.packing.max_length == 256
+
+
+def test_instruction_data_matches_the_model_tokenizer_it_was_made_from(tmp_path, causal_build):
+    from transformers import AutoTokenizer
+
+    from hfllm.data.instruct import check_instruction_tokenizer
+
+    files = [causal_build.instruction_file(tmp_path / "inst.jsonl")]
+    source = causal_build.tokenizer_dir(tmp_path / "tok")
+    run_preprocess(config(tmp_path, files, source))  # chatml: two tokens added
+    data = open_data_dir(tmp_path / "data")
+    check_instruction_tokenizer(AutoTokenizer.from_pretrained(str(source)), data, str(source))
+    other = causal_build.tokenizer_dir(tmp_path / "other", "llama")
+    with pytest.raises(InputError, match="another tokenizer"):
+        check_instruction_tokenizer(AutoTokenizer.from_pretrained(str(other)), data, str(other))

@@ -211,3 +211,19 @@ def prompt_text(tokenizer: Any, chat: list[dict[str, str]]) -> str:
 
     first = next((i for i, m in enumerate(chat) if m["role"] == "assistant"), len(chat))
     return render_chat(tokenizer, chat[:first], add_generation_prompt=True)
+
+
+def check_instruction_tokenizer(model_tokenizer: Any, data: Any, model_source: str) -> None:
+    """Raise InputError unless instruction data (a DataDir) was tokenized with the model's tokenizer.
+
+    The data's own tokenizer may have grown by a chat template's tokens (chatml); what must match the
+    model's is the tokenizer before that (manifest `chat.source_fingerprint`). Train with the data
+    dir's tokenizer (it carries the template) and resize the model's embeddings to it
+    (hfllm.models.causal.fit_embeddings).
+    """
+    from hfllm.data.datadir import tokenizer_fingerprint
+    from hfllm.models.preflight import check_tokenizer_match
+
+    chat = data.manifest.get("chat") or {}
+    recorded = chat.get("source_fingerprint") or data.manifest.get("tokenizer", {}).get("fingerprint")
+    check_tokenizer_match(tokenizer_fingerprint(model_tokenizer), recorded, model_source, str(data.path))
