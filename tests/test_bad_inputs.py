@@ -2,8 +2,9 @@
 
 Each case (tests/fixtures/bad_inputs/cases_*.py) asserts the documented exit code (2 config/usage,
 3 data/model/tokenizer), an error on stderr that names the input (its path, and line/row/key where
-it applies), no traceback, an empty stdout, and that no file the case's inputs and outputs held
-before was changed or removed (sha256 and mtime), nor any file added outside the case's output dir.
+it applies), no traceback, a stdout that is empty or JSON lines (answers to the lines before a bad
+one), and that no file the case's inputs and outputs held before was changed or removed (sha256 and
+mtime), nor any file added outside the case's output dir.
 
 The CLI runs in-process through `hfllm.cli.main`, the console script's entry point (same error
 printing, same exit codes), so that imports are paid once. The cases in SUBPROCESS also run as a
