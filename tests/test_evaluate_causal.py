@@ -43,12 +43,14 @@ def test_text_perplexity_in_one_window_equals_the_models_own_loss(causal_model):
 
 
 def test_evaluate_a_text_file_with_a_sliding_window(causal_model, tmp_path):
-    result = run_cli("evaluate", "-m", causal_model, "-d", CORPUS, "-o", tmp_path / "ev", "--stride", "16")
+    text = tmp_path / "notes.txt"
+    text.write_text("\n".join(CORPUS.read_text(encoding="utf-8").splitlines()[:12]) + "\n", encoding="utf-8")
+    result = run_cli("evaluate", "-m", causal_model, "-d", text, "-o", tmp_path / "ev", "--stride", "16")
     assert result.returncode == 0, result.stderr
     metrics = result.json["metrics"]
     from transformers import AutoTokenizer
 
-    n = len(AutoTokenizer.from_pretrained(str(causal_model))(CORPUS.read_text())["input_ids"])
+    n = len(AutoTokenizer.from_pretrained(str(causal_model))(text.read_text())["input_ids"])
     assert metrics["tokens"] == n - 1 and metrics["stride"] == 16 and metrics["max_length"] == 64
     assert metrics["perplexity"] == pytest.approx(2.718281828 ** metrics["token_loss"])
     records = [json.loads(line) for line in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]

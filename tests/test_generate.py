@@ -148,18 +148,22 @@ def test_chats_and_plain_prompts_use_the_saved_chat_template(causal_build, tmp_p
     assert plain.prompt_ids(Prompt(1, text="What is grep?")) == tokenizer("What is grep?")["input_ids"]
 
 
-def test_a_chat_for_a_model_without_template_is_a_bad_line(causal_model):
+def test_a_chat_for_a_model_without_template_is_a_bad_line(causal_model, tmp_path):
     line = json.dumps({"messages": [{"role": "user", "content": "hi"}]})
-    result = run_cli("generate", "-m", causal_model, "--strict", input=line + "\n")
-    assert result.returncode == 3 and "<stdin>:1" in result.stderr and "chat template" in result.stderr
+    with pytest.raises(InputError, match=r"prompts.txt:1: a `messages` chat needs a chat template"):
+        generate(causal_model, [line], tmp=tmp_path, strict=True)
 
 
-def test_stream_prints_the_text_of_one_prompt(causal_model):
-    json_out = run_cli("generate", "-m", causal_model, "-p", "Library for", "--max-new-tokens", "6")
+def test_stream_prints_the_text_of_one_prompt(causal_model, tmp_path):
+    from hfllm.errors import ConfigError
+
+    record = generate(causal_model, ["Library for"], tmp=tmp_path, max_new_tokens=6)[0]
     text_out = run_cli(
         "generate", "-m", causal_model, "-p", "Library for", "--max-new-tokens", "6", "--stream"
     )
     assert text_out.returncode == 0, text_out.stderr
-    assert text_out.stdout == json.loads(json_out.stdout)["completion"] + "\n"
-    two = run_cli("generate", "-m", causal_model, "--stream", input="a\nb\n")
-    assert two.returncode == 2 and "exactly one prompt" in two.stderr
+    assert text_out.stdout == record["completion"] + "\n"
+    two = tmp_path / "two.txt"
+    two.write_text("a\nb\n")
+    with pytest.raises(ConfigError, match="exactly one prompt"):
+        run_generate(causal_model, str(two), Settings(max_new_tokens=4), stream=True, out=io.StringIO())
