@@ -37,17 +37,6 @@ TEMPLATES: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def template_name(tokenizer: Any) -> str | None:
-    """Return the name of a known template the tokenizer carries, `custom` for another one, None for none."""
-    template = tokenizer.chat_template
-    if not template:
-        return None
-    for name, (text, _) in TEMPLATES.items():
-        if template == text:
-            return name
-    return "custom"
-
-
 def setup_chat_template(tokenizer: Any, choice: str, where: str) -> dict[str, Any]:
     """Give `tokenizer` the chat template `choice` names (auto, own, chatml, plain); return what was done.
 
