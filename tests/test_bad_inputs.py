@@ -2,8 +2,9 @@
 
 Each case (tests/fixtures/bad_inputs/cases_*.py) asserts the documented exit code (2 config/usage,
 3 data/model/tokenizer), an error on stderr that names the input (its path, and line/row/key where
-it applies), no traceback, an empty stdout, and that no file the case's inputs and outputs held
-before was changed or removed (sha256 and mtime), nor any file added outside the case's output dir.
+it applies), no traceback, a stdout that is empty or JSON lines (answers to the lines before a bad
+one), and that no file the case's inputs and outputs held before was changed or removed (sha256 and
+mtime), nor any file added outside the case's output dir.
 
 The CLI runs in-process through `hfllm.cli.main`, the console script's entry point (same error
 printing, same exit codes), so that imports are paid once. The cases in SUBPROCESS also run as a
@@ -17,6 +18,7 @@ from conftest import run_cli
 
 from tests.fixtures.bad_inputs import (
     cases_config,
+    cases_generate,
     cases_inference,
     cases_preprocess,
     cases_training,
@@ -38,6 +40,7 @@ TABLES = (
     cases_training.CASES,
     cases_inference.CASES,
     cases_trust.CASES,
+    cases_generate.CASES,
 )
 CASES = {name: build for table in TABLES for name, build in table.items()}
 # One case per exit path that matters: a config error, a data error while reading, predict's stdin.
@@ -46,8 +49,9 @@ SUBPROCESS = ("config-validate-unknown-key", "preprocess-corpus-latin1", "predic
 
 def test_the_matrix_covers_every_command():
     assert len(CASES) == sum(len(t) for t in TABLES), "two cases share a name"
-    assert len(CASES) >= 115 and len(cases_trust.CASES) >= 30  # issue 8 gave 85; issue 13 added 30 more
-    commands = ("config", "preprocess", "pretrain", "finetune", "evaluate", "predict")
+    # issue 8 gave 85 cases; issue 13 added 30 more, issue 14 (causal LMs, generate) 15 more.
+    assert len(cases_trust.CASES) >= 30 and len(cases_generate.CASES) >= 15 and len(CASES) >= 130
+    commands = ("config", "preprocess", "pretrain", "finetune", "evaluate", "predict", "generate")
     assert {name.split("-")[0] for name in CASES} == set(commands)
 
 

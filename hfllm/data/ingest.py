@@ -6,7 +6,9 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from hfllm.data.instruct import MESSAGES, record_messages
 from hfllm.data.readers import iter_records
 from hfllm.data.sources import SPLITS, Source
 from hfllm.errors import InputError
@@ -28,6 +30,7 @@ class Columns:
     label_separator: str | None = None
     numeric_label: bool = False  # problem_type regression: every label must be a number
     single_label: bool = False  # problem_type single-label or regression: a list is not a label
+    chat: Any = None  # task causal-lm: the data section that names the chat columns; stored as `messages`
 
     def needed(self) -> list[str]:
         return [c for c in (self.text, self.text_pair, self.label, self.tokens, self.tags) if c]
@@ -69,6 +72,8 @@ _KIND_NAMES = {"list": "lists", "str": "names", "int": "integers", "float": "fra
 def columns_for(config) -> Columns:
     """Return the columns the config's mode and task need."""
     data = config.data
+    if config.task == "causal-lm":
+        return Columns(chat=data)
     if config.task == "token-classification":
         return Columns(tokens=data.tokens_column, tags=data.tags_column)
     label = data.label_column if config.task == "sequence-classification" else None
@@ -100,6 +105,8 @@ def features_for(cols: Columns):
     for name in (cols.tokens, cols.tags):
         if name:
             spec[name] = Sequence(Value("string"))
+    if cols.chat is not None:
+        spec[MESSAGES] = Value("string")
     return Features(spec)
 
 
@@ -144,6 +151,8 @@ def ingest(sources: list[Source], data, cols: Columns, path: Path):
 
 
 def _where(source: Source, row: int) -> str:
+    if source.format == "stdlib":
+        return f"{source.path}: file {source.files[row - 1]}"
     unit = "line" if source.format in ("txt", "jsonl", "csv", "tsv", "conll") else "row"
     return f"{source.path}: {unit} {row}"
 
@@ -151,6 +160,16 @@ def _where(source: Source, row: int) -> str:
 def _append(
     batch: dict[str, list], record: dict, cols: Columns, source: Source, row: int, stats: IngestStats
 ):
+    if cols.chat is not None:
+        try:
+            batch[MESSAGES].append(json.dumps(record_messages(record, cols.chat), ensure_ascii=False))
+        except ValueError as exc:
+            raise InputError(
+                f"{_where(source, row)}: {exc}",
+                "give `prompt` and `response` strings, or `messages`: a list of {role, content} "
+                "(data.prompt_column / response_column / messages_column name the columns)",
+            ) from None
+        return
     missing = [c for c in cols.needed() if c not in record]
     if missing:
         raise InputError(

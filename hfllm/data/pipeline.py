@@ -17,6 +17,7 @@ from hfllm.data import manifest as mf
 from hfllm.data.datadir import MANIFEST, MANIFEST_FORMAT, TOKENIZER_DIR, tokenizer_fingerprint
 from hfllm.data.hub import check_refs
 from hfllm.data.ingest import columns_for, ingest
+from hfllm.data.objective import objective_of
 from hfllm.data.sources import SPLITS, hub_refs, resolve_sources
 from hfllm.data.supervised import label_names, tag_names
 from hfllm.data.tokenizer import tokenizer_type, train_tokenizer
@@ -135,8 +136,11 @@ def _build(config, sources, work: Path, timer: Timer, tokenizer=None, label2id=N
     labels = _labels(config, cols, cleaned, rows, ingested, label2id, sources, warnings)
     report_warnings(warnings, config.strict)
     timer.lap("split")
+    chat = None
     if tokenizer is None:
-        tokenizer = _tokenizer(config, by_split["train"], cols, work)
+        tokenizer, chat = _tokenizer(config, by_split["train"], cols, work)
+    elif generative(config):
+        chat = prepare_generative(tokenizer, config, str(config.tokenizer.name_or_path or "tokenizer"))
     timer.lap("tokenizer")
     packed, pack_counts = {}, {}
     for name, ds in by_split.items():
@@ -144,7 +148,7 @@ def _build(config, sources, work: Path, timer: Timer, tokenizer=None, label2id=N
         log.info("%s: %d documents -> %d examples", name, len(ds), len(packed[name]))
     timer.lap("tokenize_and_pack")
     counts.update(_sum_counts(pack_counts), by_split=pack_counts)
-    manifest = _manifest(config, cols, sources, ingested, tokenizer, labels, counts, packed)
+    manifest = _manifest(config, cols, sources, ingested, tokenizer, labels, counts, packed, chat)
     return DatasetDict(packed), manifest, tokenizer
 
 
@@ -177,7 +181,7 @@ def _labels(config, cols, cleaned, rows, ingested, given, sources, warnings) -> 
     """Return the task's label set: names, label2id and problem type (empty for group/line); add the
     data's label warnings to `warnings`, refuse labels that cannot be right."""
     info: dict[str, Any] = {"task": config.task, "problem_type": None, "names": None, "label2id": None}
-    if config.task is None:
+    if config.task in (None, "causal-lm"):
         return info
     import numpy as np
 
@@ -222,7 +226,8 @@ def _labels(config, cols, cleaned, rows, ingested, given, sources, warnings) -> 
 
 
 def _tokenizer(config, train_ds, cols, work: Path):
-    """Return the run's tokenizer, saved to and reloaded from `work/tokenizer` (what the data dir will hold)."""
+    """Return the run's tokenizer, saved to and reloaded from `work/tokenizer` (what the data dir will hold),
+    and the chat template info of instruction data (else None)."""
     from transformers import AutoTokenizer
 
     from hfllm.data import stages
@@ -247,10 +252,17 @@ def _tokenizer(config, train_ds, cols, work: Path):
             len(train_ds),
         )
         tokenizer = train_tokenizer(
-            stages.training_texts(train_ds, cols), n, config.tokenizer.train, config.packing.max_length
+            stages.training_texts(train_ds, cols),
+            n,
+            config.tokenizer.train,
+            config.packing.max_length,
+            causal=generative(config),
         )
+    chat = None
+    if generative(config):
+        chat = prepare_generative(tokenizer, config, config.tokenizer.name_or_path or "the trained tokenizer")
     tokenizer.save_pretrained(str(work / TOKENIZER_DIR))
-    return AutoTokenizer.from_pretrained(str(work / TOKENIZER_DIR))
+    return AutoTokenizer.from_pretrained(str(work / TOKENIZER_DIR)), chat
 
 
 def _pack(ds, tokenizer, config, cols, work: Path, name: str, labels):
@@ -261,6 +273,8 @@ def _pack(ds, tokenizer, config, cols, work: Path, name: str, labels):
         return stages.pack_group(ds, tokenizer, config, cols, work, name)
     if mode == "line":
         return stages.pack_line(ds, tokenizer, config, cols, work, name)
+    if config.task == "causal-lm":
+        return stages.pack_chat(ds, tokenizer, config, work, name)
     return stages.pack_supervised(ds, tokenizer, config, cols, work, name, labels)
 
 
@@ -283,6 +297,45 @@ def rare_class_warnings(values: list[str], problem_type: str, column: str) -> li
     ]
 
 
+def generative(config) -> bool:
+    """Return whether the data is for a causal (generative) language model: pretraining or instructions."""
+    return config.objective == "causal" or config.task == "causal-lm"
+
+
+def prepare_generative(tokenizer, config, where: str) -> dict[str, Any] | None:
+    """Check and complete a causal LM's tokenizer: an EOS is required, a pad token is added, and for
+    instruction data the chat template is set. Returns the chat template info (None for pretraining)."""
+    from hfllm.data.causal import check_causal_tokenizer, ensure_pad_token
+
+    check_causal_tokenizer(tokenizer, where)
+    source = tokenizer_fingerprint(tokenizer)
+    ensure_pad_token(tokenizer)
+    if config.task == "causal-lm":
+        from hfllm.data.chat import setup_chat_template
+
+        info = setup_chat_template(tokenizer, config.chat_template, where)
+        return {**info, "source_fingerprint": source, "pack_examples": config.packing.pack_examples}
+    return None
+
+
+def _generative_info(config, tokenizer, chat) -> dict[str, Any]:
+    """Return the manifest entries of causal data: EOS and text prefix ids, the chat template used."""
+    if not generative(config):
+        return {}
+    from hfllm.data.causal import text_prefix
+
+    info: dict[str, Any] = {
+        "causal": {
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "text_prefix": text_prefix(tokenizer),
+        }
+    }
+    if chat is not None:
+        info["chat"] = chat
+    return info
+
+
 def _sum_counts(per_split: dict[str, dict[str, int]]) -> dict[str, int]:
     total: dict[str, int] = {}
     for counts in per_split.values():
@@ -292,7 +345,9 @@ def _sum_counts(per_split: dict[str, dict[str, int]]) -> dict[str, int]:
     return total
 
 
-def _manifest(config, cols, sources, ingested, tokenizer, labels, counts, packed) -> dict[str, Any]:
+def _manifest(
+    config, cols, sources, ingested, tokenizer, labels, counts, packed, chat=None
+) -> dict[str, Any]:
     inputs = []
     kept = counts.pop("kept_per_input")
     for source, documents, n_kept in zip(sources, ingested.documents, kept, strict=True):
@@ -304,6 +359,7 @@ def _manifest(config, cols, sources, ingested, tokenizer, labels, counts, packed
                 "sha256": source.sha256(),
                 **source.stat(),
                 **({"hub": source.hub.key()} if source.hub is not None else {}),
+                **source.info,
                 "documents": documents,
                 "documents_kept": n_kept,
             }
@@ -316,6 +372,7 @@ def _manifest(config, cols, sources, ingested, tokenizer, labels, counts, packed
         "hfllm_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mode": config.packing.mode,
+        "objective": "supervised" if supervised else config.objective,
         "task": config.task,
         "problem_type": labels["problem_type"],
         "max_length": config.packing.max_length,
@@ -327,6 +384,7 @@ def _manifest(config, cols, sources, ingested, tokenizer, labels, counts, packed
         "tags_column": "tags" if cols.tags else None,
         "columns": {name: ds.column_names for name, ds in packed.items()},
         "tokenizer": _tokenizer_info(config, tokenizer),
+        **_generative_info(config, tokenizer, chat),
         "inputs": inputs,
         "settings_hash": mf.settings_hash(config),
         "counts": counts,
@@ -369,6 +427,7 @@ def _result(out: Path, manifest: dict, status: str, timings: dict) -> dict[str, 
         "output_dir": str(out),
         "manifest": str(out / MANIFEST),
         "mode": manifest.get("mode"),
+        "objective": objective_of(manifest),
         "task": manifest.get("task"),
         "splits": manifest.get("splits"),
         "documents_read": counts.get("documents_read"),

@@ -280,7 +280,15 @@ def columns_of(source: Source) -> list[str] | None:
     return None
 
 
+def read_stdlib(source: Source, data) -> Iterator[Record]:
+    """Yield the Python standard library's source files (python:stdlib), one document per file."""
+    from hfllm.data.code import read_stdlib as read
+
+    yield from read(source, data)
+
+
 READERS = {
+    "stdlib": read_stdlib,
     "txt": read_txt,
     "conll": read_conll,
     "jsonl": read_jsonl,

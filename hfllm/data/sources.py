@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hfllm.data.hub import HubRef, refs_from_section
@@ -31,15 +31,21 @@ class Source:
     compression: str | None = None
     local: Path | None = None  # where the bytes are (stdin is copied to the work dir first)
     hub: HubRef | None = None  # format "hub": which dataset, configuration, revision and split
+    files: list[Path] | None = None  # a corpus of chosen files under `local` (python:stdlib)
+    info: dict = field(default_factory=dict)  # more for the manifest (e.g. the corpus's licence)
+
+    def _files(self) -> list[Path]:
+        if self.files is not None:
+            return self.files
+        return (
+            [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
+        )
 
     def stat(self) -> dict:
         """Return size and mtime of a local source (a dir: summed over its files)."""
         if self.local is None:
             return {"bytes": None, "mtime_ns": None}
-        files = (
-            [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
-        )
-        stats = [p.stat() for p in files]
+        stats = [p.stat() for p in self._files()]
         return {
             "bytes": sum(s.st_size for s in stats),
             "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
@@ -50,10 +56,7 @@ class Source:
         if self.local is None:
             return None
         digest = hashlib.sha256()
-        files = (
-            [self.local] if self.local.is_file() else sorted(p for p in self.local.rglob("*") if p.is_file())
-        )
-        for file in files:
+        for file in self._files():
             if self.local.is_dir():
                 digest.update(str(file.relative_to(self.local)).encode() + b"\0")
             with open(file, "rb") as handle:
@@ -116,6 +119,8 @@ def _expand(pattern: str, split: str | None, data, stdin_dir: Path | None) -> li
     fmt = data.format
     if pattern == "-":
         return [_stdin_source(split, fmt, stdin_dir)]
+    if pattern.startswith("python:"):
+        return [_stdlib_source(pattern, split)]
     path = Path(pattern).expanduser()
     if path.is_dir():
         if _is_saved_dataset(path):
@@ -181,3 +186,15 @@ def _hub_source(ref: HubRef, split: str | None) -> Source:
     # A local dataset dir is hashed like any input; a Hub dataset is known by name, configuration,
     # revision and split (pin the revision: an unpinned one may change under the same name).
     return Source(ref.label(), "hub", split, local=ref.local, hub=ref)
+
+
+def _stdlib_source(name: str, split: str | None) -> Source:
+    from hfllm.data.code import STDLIB, stdlib_files, stdlib_info, stdlib_root
+
+    if name != STDLIB:
+        raise InputError(f"unknown corpus {name!r}", f"the built-in code corpus is {STDLIB}")
+    root = stdlib_root()
+    files = stdlib_files(root)
+    if not files:
+        raise InputError(f"{STDLIB}: no .py files under {root}", "this Python ships without its source")
+    return Source(STDLIB, "stdlib", split, local=root, files=files, info=stdlib_info(root, files))

@@ -40,8 +40,12 @@ BYTE_ALPHABET = 256
 SPECIAL_NAMES = {name for family in SPECIALS.values() for name in family.values()}
 
 
-def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: int):
-    """Return a fast tokenizer trained on `texts` (batches of strings) as `train` (TokenizerTrainSection) says."""
+def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: int, causal: bool = False):
+    """Return a fast tokenizer trained on `texts` (batches of strings) as `train` (TokenizerTrainSection) says.
+
+    `causal`: the tokenizer adds no special tokens around a text (GPT-2 style); documents get their
+    EOS from the packer, and a prompt at generation time must not end with one.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     kind = train.type
@@ -84,7 +88,7 @@ def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: 
     _check_trained_size(tok, train.vocab_size)
     if kind == "unigram":
         tok = _canonical_unigram(tok, Tokenizer)
-    _add_post_processor(tok, kind, specials, processors)
+    _add_post_processor(tok, kind, specials, processors, causal)
     return _wrap(tok, kind, specials, max_length)
 
 
@@ -145,7 +149,12 @@ def _check_trained_size(tok, vocab_size: int) -> None:
         )
 
 
-def _add_post_processor(tok, kind: str, specials: dict[str, str], processors) -> None:
+def _add_post_processor(tok, kind: str, specials: dict[str, str], processors, causal: bool = False) -> None:
+    if causal:
+        # Byte-level BPE keeps offsets on the raw text; no <s> ... </s> framing around a text.
+        if kind == "bpe":
+            tok.post_processor = processors.ByteLevel(trim_offsets=False)
+        return
     if kind == "wordpiece":
         cls, sep = specials["cls_token"], specials["sep_token"]
         single, pair = f"{cls} $A {sep}", f"{cls} $A {sep} $B:1 {sep}:1"

@@ -19,12 +19,13 @@ from hfllm.fsutil import atomic_write_json, make_writable_dir, remove_empty_dirs
 from hfllm.inference.batching import forward_logits
 from hfllm.inference.report import plot_confusion_matrix, write_report
 from hfllm.metrics import compute
-from hfllm.models.loader import load_for_inference
+from hfllm.models.causal import is_causal_model_dir
+from hfllm.models.loader import load_for_inference, resolve
 from hfllm.models.preflight import check_same_tokenizer
 from hfllm.output import log
 from hfllm.owners import MARKER, check_owner, write_marker
 from hfllm.tasks.classification import clean, sequence_metrics, sequence_outputs
-from hfllm.tasks.names import IGNORE_INDEX, MASKED_LM, MULTI, REGRESSION, TOKEN, problem_type_of
+from hfllm.tasks.names import IGNORE_INDEX, MASKED_LM, MULTI, REGRESSION, SEQUENCE, TOKEN, problem_type_of
 
 OUTPUTS = ("metrics.json", "predictions.jsonl", "per_class.txt", "confusion_matrix.png")
 
@@ -37,8 +38,13 @@ def run_evaluate(
     batch_size: int = 64,
     overwrite: bool = False,
     seed: int = 42,
+    stride: int | None = None,
 ) -> dict[str, Any]:
-    """Return the evaluation summary after writing its files into `output_dir`."""
+    """Return the evaluation summary after writing its files into `output_dir`.
+
+    A causal LM is scored by hfllm.inference.evaluate_causal: on a data dir split, or on a text file
+    (`data_dir` a file) with a sliding window moving by `stride` tokens.
+    """
     started = time.time()
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir, split)
     if output_dir.exists() and not output_dir.is_dir():
@@ -50,6 +56,10 @@ def run_evaluate(
         )
     created = make_writable_dir(output_dir)  # an unwritable place fails before the model is loaded
     try:
+        if is_causal_model_dir(Path(resolve(str(model_dir), "--model").location)):
+            from hfllm.inference.evaluate_causal import run_evaluate_causal
+
+            return run_evaluate_causal(Path(model_dir), Path(data_dir), split, output_dir, batch_size, stride)
         return _evaluate(model_dir, data_dir, split, output_dir, batch_size, seed, started)
     except BaseException:
         remove_empty_dirs(created)  # a refused evaluation leaves nothing behind
@@ -64,7 +74,7 @@ def _evaluate(model_dir, data_dir, split: str, output_dir: Path, batch_size: int
         raise InputError(
             f"{data_dir}: no split {split!r}; it has {', '.join(splits)}", "pass --split with one of those"
         )
-    model, tokenizer, task = load_for_inference(Path(model_dir))
+    model, tokenizer, task = load_for_inference(Path(model_dir), tasks=(SEQUENCE, TOKEN, MASKED_LM))
     check_same_tokenizer(tokenizer, data, str(model_dir))
     dataset = splits[split]
     if len(dataset) == 0:

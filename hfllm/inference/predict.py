@@ -3,7 +3,8 @@
 Input lines are plain text, or JSON objects with a `text` field (and optionally `text_pair` and
 `id`, which is echoed). A bad line (empty, broken JSON, no text, no [MASK] for a masked LM) is
 reported on stderr with its line number and skipped, unless --strict. Lines are read in chunks of a
-few batches; each chunk is sorted by length so batches pad little, and written back in order.
+few batches as they arrive (a partial chunk goes after a short idle time, so `tail -f | hfllm predict`
+answers line by line); each chunk is sorted by length so batches pad little, and written back in order.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import numpy as np
 
 from hfllm.errors import InputError
 from hfllm.inference.batching import length_batches
+from hfllm.inference.stream import line_batches
 from hfllm.models.loader import load_for_inference
 from hfllm.output import log
 from hfllm.tasks.classification import sequence_outputs, softmax
-from hfllm.tasks.names import MASKED_LM, MULTI, REGRESSION, TOKEN, problem_type_of
+from hfllm.tasks.names import MASKED_LM, MULTI, REGRESSION, SEQUENCE, TOKEN, problem_type_of
 
 CHUNK_BATCHES = 8  # batches per chunk: enough to sort by length, small enough to stream
 
@@ -76,7 +78,9 @@ class Predictor:
     def __init__(
         self, model_dir: Path, batch_size: int, all_scores: bool, top_k: int, max_length: int | None
     ):
-        self.model, self.tokenizer, self.task = load_for_inference(model_dir)
+        self.model, self.tokenizer, self.task = load_for_inference(
+            model_dir, tasks=(SEQUENCE, TOKEN, MASKED_LM)
+        )
         config = self.model.config
         positions = getattr(config, "max_position_embeddings", 512)
         if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
@@ -222,27 +226,28 @@ def entity_spans(
 def read_chunks(
     stream: Iterable[str], size: int, predictor: Predictor, stats: Stats, strict: bool, name: str
 ) -> Iterator[list[Item]]:
-    """Yield lists of up to `size` good Items; report (or, with strict, raise on) bad lines."""
-    chunk: list[Item] = []
-    for number, raw in enumerate(stream, start=1):
-        stats.lines = number
-        try:
-            item = parse_line(raw, number)
-            predictor.check(item)
-        except ValueError as exc:
-            if strict:
-                raise InputError(
-                    f"{name}:{number}: {exc}", "fix the line, or drop --strict to skip bad lines"
-                ) from None
-            stats.bad.append(number)
-            sys.stderr.write(f"hfllm: {name}:{number}: skipped: {exc}\n")
-            continue
-        chunk.append(item)
-        if len(chunk) >= size:
+    """Yield lists of up to `size` good Items as lines arrive (a partial list after a short idle time, see
+    hfllm.inference.stream); report (or, with strict, raise on) bad lines."""
+    for batch in line_batches(stream, size):
+        chunk: list[Item] = []
+        for number, raw in batch:
+            stats.lines = number
+            try:
+                item = parse_line(raw, number)
+                predictor.check(item)
+            except ValueError as exc:
+                if strict:
+                    if chunk:  # the good lines before the bad one are answered first
+                        yield chunk
+                    raise InputError(
+                        f"{name}:{number}: {exc}", "fix the line, or drop --strict to skip bad lines"
+                    ) from None
+                stats.bad.append(number)
+                sys.stderr.write(f"hfllm: {name}:{number}: skipped: {exc}\n")
+                continue
+            chunk.append(item)
+        if chunk:
             yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def run_predict(

@@ -171,8 +171,18 @@ def load_model(
         ) from None
 
 
-def load_for_inference(model_dir: Path, device: str | None = None):
-    """Return (model, tokenizer, task) of a saved model dir, in eval mode on `device`."""
+# What to use instead when a model dir holds a model for another task than the command's.
+OTHER_COMMAND = {
+    CAUSAL_LM: "a causal language model generates text: use `hfllm generate` (and `hfllm evaluate` for perplexity)",
+    MASKED_LM: "use `hfllm predict` for masked LMs and classifiers",
+}
+
+
+def load_for_inference(model_dir: Path, device: str | None = None, tasks: tuple[str, ...] = ()):
+    """Return (model, tokenizer, task) of a saved model dir, in eval mode on `device`.
+
+    `tasks`: the tasks the calling command serves; a model for another one is refused before its
+    weights are read."""
     import torch
     from transformers import AutoConfig
 
@@ -184,6 +194,12 @@ def load_for_inference(model_dir: Path, device: str | None = None):
     except (OSError, ValueError, KeyError) as exc:  # e.g. an unknown model_type
         raise InputError(f"{path / 'config.json'}: cannot load the model config: {first_line(exc)}") from None
     task = task_of(config, str(path / "config.json"))
+    if tasks and task not in tasks:
+        hint = OTHER_COMMAND.get(task, OTHER_COMMAND[MASKED_LM])
+        wanted = "a causal language model" if tasks == (CAUSAL_LM,) else f"a {' or '.join(tasks)} model"
+        raise InputError(
+            f"{path}: not {wanted}: a {task} model ({', '.join(config.architectures or [])})", hint
+        )
     tokenizer = load_tokenizer(str(path), key="--model")
     model = load_model(str(path), task, key="--model")
     check_vocab_fits(tokenizer, model, str(path))

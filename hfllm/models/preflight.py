@@ -27,10 +27,17 @@ def check_same_tokenizer(tokenizer: Any, data: Any, model_name: str) -> None:
     from hfllm.data.datadir import tokenizer_fingerprint
 
     recorded = (data.manifest.get("tokenizer") or {}).get("fingerprint")
-    if recorded != tokenizer_fingerprint(tokenizer):
+    check_tokenizer_match(tokenizer_fingerprint(tokenizer), recorded, model_name, str(data.path))
+
+
+def check_tokenizer_match(
+    model_fingerprint: str, data_fingerprint: str | None, model_name: str, data_dir: str
+):
+    """Raise InputError when the model's tokenizer (by fingerprint) is not the one that tokenized the data."""
+    if data_fingerprint != model_fingerprint:
         raise InputError(
-            f"{data.path}: data was tokenized with another tokenizer than the model's ({model_name}) "
-            f"(fingerprint {str(recorded)[:12]} != {tokenizer_fingerprint(tokenizer)[:12]})",
+            f"{data_dir}: data was tokenized with another tokenizer than the model's ({model_name}) "
+            f"(fingerprint {str(data_fingerprint)[:12]} != {model_fingerprint[:12]})",
             f"preprocess the corpus with the model's tokenizer: set tokenizer.name_or_path: {model_name}",
         )
 

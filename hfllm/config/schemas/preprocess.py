@@ -111,6 +111,21 @@ class DataSection(Section):
             )
         return self
 
+    prompt_column: str = Field(
+        "prompt", description="task causal-lm: column with the prompt (instruction) of a prompt/response row."
+    )
+    response_column: str = Field(
+        "response", description="task causal-lm: column with the response the model learns to give."
+    )
+    system_column: str | None = Field(
+        None, description="task causal-lm: optional column with a system message for prompt/response rows."
+    )
+    messages_column: str = Field(
+        "messages",
+        description="task causal-lm: column with a chat, a list of {role, content} (roles system, user, "
+        "assistant); a row that has it is read as a chat, else as prompt/response.",
+    )
+
 
 class CleanSection(Section):
     """Cleaning steps, applied in this order; each can be switched off and each is counted.
@@ -161,7 +176,9 @@ class TokenizerTrainSection(Section):
     """Train a new tokenizer with `tokenizers` on the train split only."""
 
     type: Literal["wordpiece", "bpe", "unigram"] = Field(
-        "wordpiece", description="WordPiece (BERT style), byte-level BPE (RoBERTa style) or Unigram."
+        "wordpiece",
+        description="WordPiece (BERT style), byte-level BPE (RoBERTa / GPT-2 style) or Unigram; "
+        "objective causal and task causal-lm default to bpe (WordPiece has no end-of-text token).",
     )
     vocab_size: int = Field(16000, ge=8, description="Vocabulary size, special tokens included.")
     min_frequency: int = Field(2, ge=1, description="Minimum count of a merge/piece to enter the vocabulary.")
@@ -197,8 +214,9 @@ class PackingSection(Section):
 
     mode: Literal["group", "line", "supervised"] = Field(
         "group",
-        description="group: concatenate documents and cut into max_length blocks (masked-LM pretraining); "
-        "line: one example per document, truncated; supervised: keep labels (fine-tuning).",
+        description="group: concatenate documents and cut into max_length blocks (pretraining); "
+        "line: one example per document, truncated; supervised: keep labels (fine-tuning, and "
+        "instruction data for task causal-lm).",
     )
     max_length: int = Field(128, ge=8, description="Tokens per example, special tokens included.")
     remainder: Literal["keep", "drop"] = Field(
@@ -208,6 +226,12 @@ class PackingSection(Section):
     )
     label_all_tokens: bool = Field(
         False, description="Token classification: label every sub-token of a word, not only the first."
+    )
+    pack_examples: bool = Field(
+        False,
+        description="task causal-lm: put several whole examples into one row of at most max_length tokens "
+        "(position_ids restart at each example, so they do not attend to each other where the model "
+        "supports it); an example longer than max_length keeps a row of its own, truncated.",
     )
 
 
@@ -224,8 +248,26 @@ class PreprocessConfig(Section):
         default_factory=TokenizerSection, description="Use an existing tokenizer or train one."
     )
     packing: PackingSection = Field(default_factory=PackingSection, description="How tokens become examples.")
-    task: Literal["sequence-classification", "token-classification"] | None = Field(
-        None, description="Supervised task; packing.mode supervised defaults to sequence-classification."
+    objective: Literal["masked", "causal"] = Field(
+        "masked",
+        description="group and line modes: what the examples are for. masked: blocks framed by the "
+        "tokenizer's [CLS]/[SEP] (or <s>/</s>) for masked-LM pretraining; causal: every document ends "
+        "with the end-of-text token (EOS), blocks are cut from that stream with no framing, for "
+        "causal-LM (GPT-style) pretraining. Recorded in manifest.json (supervised data records `supervised`).",
+    )
+    task: Literal["sequence-classification", "token-classification", "causal-lm"] | None = Field(
+        None,
+        description="Supervised task; packing.mode supervised defaults to sequence-classification. "
+        "causal-lm: instruction data (prompt/response or chat messages) with labels on the responses only; "
+        "it implies packing.mode supervised.",
+    )
+    chat_template: Literal["auto", "own", "chatml", "plain"] = Field(
+        "auto",
+        description="task causal-lm: how a chat becomes text. own: the tokenizer's chat_template; chatml: "
+        "<|im_start|>role ... <|im_end|> (the two tokens are added when missing); plain: `### User:` / "
+        "`### Assistant:` headings with the EOS token after each response (no new tokens); auto: own when "
+        "the tokenizer has one, else chatml. The template is saved with the data dir's tokenizer, so "
+        "`hfllm generate` applies the same one.",
     )
     problem_type: Literal[
         "auto", "single_label_classification", "multi_label_classification", "regression"
@@ -247,10 +289,30 @@ class PreprocessConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.task == "causal-lm" and "mode" not in self.packing.model_fields_set:
+            self.packing.__dict__["mode"] = "supervised"
         if self.packing.mode == "supervised" and self.task is None:
             self.__dict__["task"] = "sequence-classification"
         if self.task is not None and self.packing.mode != "supervised":
             raise ValueError(f"task {self.task!r} needs packing.mode: supervised")
+        if self.packing.pack_examples and self.task != "causal-lm":
+            raise ValueError("packing.pack_examples needs task: causal-lm (instruction data)")
+        if self.objective == "causal" and self.packing.mode == "supervised" and self.task != "causal-lm":
+            raise ValueError(
+                "objective causal is for pretraining data (packing.mode group or line); "
+                "for instruction data set task: causal-lm"
+            )
+        generative = self.objective == "causal" or self.task == "causal-lm"
         if self.tokenizer.name_or_path is None and self.tokenizer.train is None:
-            self.tokenizer.__dict__["train"] = TokenizerTrainSection()
+            self.tokenizer.__dict__["train"] = TokenizerTrainSection(
+                type="bpe" if generative else "wordpiece"
+            )
+        train = self.tokenizer.train
+        if generative and train is not None and train.type == "wordpiece":
+            if "type" in train.model_fields_set:
+                raise ValueError(
+                    "tokenizer.train.type wordpiece has no end-of-text token, which causal language "
+                    "models need: use bpe (or unigram)"
+                )
+            train.__dict__["type"] = "bpe"
         return self
