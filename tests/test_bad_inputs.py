@@ -17,6 +17,7 @@ import pytest
 from conftest import run_cli
 
 from tests.fixtures.bad_inputs import (
+    cases_causal,
     cases_config,
     cases_generate,
     cases_inference,
@@ -41,6 +42,7 @@ TABLES = (
     cases_inference.CASES,
     cases_trust.CASES,
     cases_generate.CASES,
+    cases_causal.CASES,
 )
 CASES = {name: build for table in TABLES for name, build in table.items()}
 # One case per exit path that matters: a config error, a data error while reading, predict's stdin.

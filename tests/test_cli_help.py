@@ -58,7 +58,8 @@ def test_dash_h_and_global_flags_in_every_help(helps, path):
 def test_placeholders_say_what_to_type(helps):
     assert "--set KEY=VALUE" in helps[("preprocess",)][1]
     assert "--resume auto|never|PATH" in helps[("pretrain",)][1]
-    assert "Usage: hfllm config init [OPTIONS] {finetune|preprocess|pretrain}" in helps[("config", "init")][1]
+    usage = "{finetune|finetune-instruct|preprocess|preprocess-causal|pretrain|pretrain-causal}"
+    assert usage in re.sub(r"-\n\s*", "-", helps[("config", "init")][1])  # the usage line wraps at hyphens
     assert "--config FILE" in helps[("finetune",)][1] and "--output-dir DIR" in helps[("finetune",)][1]
 
 
@@ -100,7 +101,12 @@ def test_completion_completes_commands_options_and_recipe_names():
     assert {"preprocess", "pretrain", "predict"} <= set(_complete("hfllm pre"))
     assert {"--resume", "--resume-force"} == set(_complete("hfllm pretrain --resu"))
     assert "pretrain/tiny" in _complete("hfllm recipes copy pretrain/ti")
-    assert set(_complete("hfllm config init p")) == {"preprocess", "pretrain"}
+    assert set(_complete("hfllm config init p")) == {
+        "preprocess",
+        "preprocess-causal",
+        "pretrain",
+        "pretrain-causal",
+    }
 
 
 def test_completion_installs_for_bash(tmp_path):

@@ -98,7 +98,9 @@ def test_demo_configs_are_the_repos_configs_demo():
     assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == [
         "finetune-minilm.yaml",
         "finetune-scratch.yaml",
+        "preprocess-code.yaml",  # the generative demo's two stages
         "preprocess.yaml",
+        "pretrain-code.yaml",
         "pretrain.yaml",
     ]
 
@@ -133,3 +135,16 @@ def test_summary_mentions_numbers():
     }
     text = demo_summary(result)
     assert "8,000.0 at step 0 -> 90.0" in text and "85.0%" in text and "24.0%" in text
+
+
+def test_generative_quick_demo_completes_code(tmp_path):
+    result = run_cli("demo", "--generative", "--quick", "--output-dir", tmp_path / "gen", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = result.json
+    assert [c["prompt"] for c in summary["completions"]][0] == "def fibonacci(n):"
+    assert all(isinstance(c["completion"], str) for c in summary["completions"])
+    assert summary["perplexity"] > 1 and summary["unigram_perplexity"] > 1
+    manifest = json.loads((tmp_path / "gen" / "data" / "manifest.json").read_text())
+    assert manifest["objective"] == "causal"
+    assert (tmp_path / "gen" / "pretrain" / "model" / "model.safetensors").is_file()
+    assert "completion of 'def fibonacci(n):'" in result.stderr

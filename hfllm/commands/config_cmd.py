@@ -15,7 +15,8 @@ from hfllm.fsutil import atomic_write_text
 app = typer.Typer(help="Show, validate and create configs.", no_args_is_help=True)
 
 STARTERS = Path(__file__).resolve().parent.parent / "config" / "starters"
-KINDS = "|".join(sorted(p.stem for p in STARTERS.glob("*.yaml")))  # preprocess|pretrain|finetune
+STARTER_NAMES = "|".join(sorted(p.stem for p in STARTERS.glob("*.yaml")))  # finetune|finetune-instruct|...
+KINDS = "finetune|preprocess|pretrain"  # the commands a config can be for (its `kind:`)
 SetOpt = set_option("output_dir=runs/x")
 KindOpt = Annotated[
     str | None,
@@ -50,9 +51,9 @@ def init(
     kind: Annotated[
         str,
         typer.Argument(
-            metavar=KINDS,
-            help=f"The command to write a starter config for: {KINDS.replace('|', ', ')}.",
-            autocompletion=lambda: KINDS.split("|"),
+            metavar=STARTER_NAMES,
+            help=f"The starter config to write: {STARTER_NAMES.replace('|', ', ')}.",
+            autocompletion=lambda: STARTER_NAMES.split("|"),
         ),
     ],
     output: Annotated[

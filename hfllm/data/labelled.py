@@ -59,15 +59,19 @@ def preprocess_raw_files(config: Any, model_source: str, output_dir: Path) -> Da
     return open_data_dir(output_dir)
 
 
+def open_or_preprocess(config: Any, model_source: str) -> DataDir:
+    """Return the data dir of a finetune config: its `data.dir`, or its raw files preprocessed with the
+    model's tokenizer into <output_dir>/data/ (reused when up to date)."""
+    if config.data.dir:
+        return open_data_dir(Path(config.data.dir))
+    return preprocess_raw_files(config, model_source, Path(config.output_dir) / "data")
+
+
 def load(config: Any, model_source: str, tokenizer: Any) -> tuple[DataDir, Any]:
-    """Return (data dir, splits) of a finetune config: its data dir, or its raw files preprocessed with
-    the model's tokenizer into <output_dir>/data/ (reused when up to date); checked for the task."""
+    """Return (data dir, splits) of a classification finetune, checked for the task and the tokenizer."""
     from hfllm.models.preflight import check_same_tokenizer
 
-    if config.data.dir:
-        data = open_data_dir(Path(config.data.dir))
-    else:
-        data = preprocess_raw_files(config, model_source, Path(config.output_dir) / "data")
+    data = open_or_preprocess(config, model_source)
     splits = data.load_splits()
     check_supervised(data, splits, config.task)
     check_same_tokenizer(tokenizer, data, config.model.name_or_path)

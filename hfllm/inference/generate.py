@@ -336,3 +336,11 @@ def _stream_one(generator: Generator, lines, name: str, out, stats: Stats) -> St
         record["finish_reason"],
     )
     return stats
+
+
+def complete(model_dir: Path, prompts: list[str], settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Return the completion record of each prompt (the same records `hfllm generate` prints), in order."""
+    generator = Generator(Path(model_dir), settings or Settings(), batch_size=max(len(prompts), 1))
+    items = [Prompt(line=i + 1, text=text) for i, text in enumerate(prompts)]
+    rows = [generator.fit(generator.prompt_ids(item), item, "prompts")[0] for item in items]
+    return generator.generate(items, rows)

@@ -11,7 +11,9 @@ from typing import Any
 # recipe name -> "module:Class"
 RECIPES: dict[str, str] = {
     "masked-lm": "hfllm.recipes.masked_lm:MaskedLM",
+    "causal-lm": "hfllm.recipes.causal_lm:CausalLM",
     "classification": "hfllm.recipes.classification:Classification",
+    "instruction": "hfllm.recipes.instruction:Instruction",
 }
 
 
@@ -25,5 +27,6 @@ def recipe_named(name: str | None) -> Any:
 
 def recipe_for(config: Any) -> Any:
     """Return the recipe that trains `config` (a PretrainConfig or FinetuneConfig)."""
-    name = "masked-lm" if config.kind == "pretrain" else "classification"
-    return recipe_named(name)
+    if config.kind == "pretrain":
+        return recipe_named("causal-lm" if config.objective == "causal" else "masked-lm")
+    return recipe_named("instruction" if config.task == "causal-lm" else "classification")

@@ -7,7 +7,7 @@ from typing import Any
 
 from hfllm.errors import InputError
 from hfllm.output import log
-from hfllm.train.recipe import Card, Inputs, Recipe
+from hfllm.train.recipe import Card, Inputs, Recipe, lm_eval_history
 
 COLUMNS = ("input_ids", "attention_mask", "special_tokens_mask", "token_type_ids")
 
@@ -32,9 +32,11 @@ class MaskedLM(Recipe):
 
     def setup(self, config: Any) -> Inputs:
         from hfllm.data.datadir import open_data_dir
+        from hfllm.data.objective import check_objective
         from hfllm.models.preflight import check_fits_model, check_splits, column_stats, load_splits
 
         data = open_data_dir(Path(config.data_dir))
+        check_objective(data, "masked")
         splits = load_splits(data)
         check_splits(splits, str(data.path))
         splits = {
@@ -126,21 +128,7 @@ class MaskedLM(Recipe):
         }
 
     def extra_metrics(self, trainer: Any, inputs: Inputs, metrics: dict[str, Any]) -> dict[str, Any]:
-        from hfllm.tasks.masked_lm import eval_loss, perplexity
-
-        # The final evaluate() of the kept model repeats the last step: keep the first eval per step.
-        entries = [e for e in trainer.state.log_history if "eval_loss" in e]
-        evals = list({e["step"]: e for e in reversed(entries)}.values())[::-1]
-        history = [
-            {
-                "step": e["step"],
-                "loss": eval_loss(e),
-                "perplexity": perplexity(eval_loss(e)),
-                "masked_accuracy": e.get("eval_masked_accuracy"),
-            }
-            for e in evals
-        ]
-        return {"eval_history": history}
+        return {"eval_history": lm_eval_history(trainer.state.log_history, "masked_accuracy")}
 
     def card(self, config: Any, inputs: Inputs, metrics: dict[str, Any]) -> Card:
         manifest = inputs.data.manifest

@@ -80,3 +80,26 @@ class Recipe:
 
     def before_export(self, inputs: Inputs) -> None:
         """Adjust the model or tokenizer just before they are saved (e.g. the tokenizer's max length)."""
+
+
+def lm_eval_history(log_history: list[dict[str, Any]], accuracy_key: str) -> list[dict[str, Any]]:
+    """Return a language model's evaluations during training: step, loss per token, perplexity, accuracy.
+
+    The final evaluate() of the kept model repeats the last step: the first evaluation of a step is kept.
+    """
+    import math
+
+    entries = [e for e in log_history if "eval_loss" in e]
+    evals = list({e["step"]: e for e in reversed(entries)}.values())[::-1]
+    history = []
+    for e in evals:
+        loss = e.get("eval_token_loss", e.get("eval_loss"))
+        history.append(
+            {
+                "step": e["step"],
+                "loss": loss,
+                "perplexity": math.exp(loss) if loss is not None and loss < 700 else None,
+                accuracy_key: e.get(f"eval_{accuracy_key}"),
+            }
+        )
+    return history

@@ -34,7 +34,7 @@ FINETUNE_TRAINING_DEFAULTS: dict[str, Any] = {
     "dataloader_num_workers": 0,
 }
 
-Task = Literal["sequence-classification", "token-classification"]
+Task = Literal["sequence-classification", "token-classification", "causal-lm"]
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 
 
@@ -97,7 +97,9 @@ class FinetuneConfig(Section):
 
     kind: Literal["finetune"] = "finetune"
     task: Task = Field(
-        "sequence-classification", description="sequence-classification or token-classification."
+        "sequence-classification",
+        description="sequence-classification, token-classification, or causal-lm (instruction tuning of a causal "
+        "LM on prompt/response rows or chat `messages`; the loss is on response tokens only).",
     )
     problem_type: ProblemType | None = Field(
         None,
