@@ -142,3 +142,15 @@ def remove_empty_dirs(made: list[Path]) -> None:
     for path in reversed(made):
         with contextlib.suppress(OSError):
             path.rmdir()
+
+
+def remove_entries(directory: Path, names: tuple[str, ...]) -> None:
+    """Delete the files and dirs called `names` in `directory` (what one command wrote there), nothing else."""
+    import shutil
+
+    for name in names:
+        target = Path(directory) / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()

@@ -13,7 +13,7 @@ from hfllm import __version__
 from hfllm.config.loader import changed_keys
 from hfllm.data.datadir import MANIFEST, MANIFEST_FORMAT, TOKENIZER_DIR
 from hfllm.data.sources import Source
-from hfllm.fsutil import atomic_write_json, atomic_write_text
+from hfllm.fsutil import atomic_write_json, atomic_write_text, remove_entries
 
 WORK_PREFIX = ".hfllm-work-"
 OWN_PATHS = ("dataset_dict.json", "train", "validation", "test", TOKENIZER_DIR, "config.yaml")
@@ -203,12 +203,7 @@ def commit(out: Path, staged_data: Path, staged_tokenizer: Path, config_yaml: st
     finished run whose files do not match its manifest.
     """
     (out / MANIFEST).unlink(missing_ok=True)
-    for name in OWN_PATHS:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    remove_entries(out, OWN_PATHS)
     for entry in staged_data.iterdir():
         os.replace(entry, out / entry.name)
     os.replace(staged_tokenizer, out / TOKENIZER_DIR)

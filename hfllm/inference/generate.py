@@ -24,7 +24,7 @@ from typing import Any
 
 from hfllm.errors import ConfigError, InputError
 from hfllm.inference.decoding import completion_stops, sampling_processors, stop_aware_streamer
-from hfllm.inference.stream import line_batches, open_input, read_first
+from hfllm.inference.stream import line_batches, line_text, open_input, read_first
 from hfllm.output import log
 
 FINISH_REASONS = ("stop", "length", "eos")
@@ -70,13 +70,7 @@ def parse_line(raw: str, number: int) -> Prompt:
     """Return the Prompt of one input line; raise ValueError saying what is wrong with it."""
     from hfllm.data.chat import parse_messages
 
-    text = raw.rstrip("\r\n")
-    try:
-        text.encode("utf-8")  # bytes that were not UTF-8 arrive as lone surrogates (surrogateescape)
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"not UTF-8 text (column {exc.start + 1})") from None
-    if not text.strip():
-        raise ValueError("empty line")
+    text = line_text(raw)
     if not text.lstrip().startswith("{"):
         return Prompt(number, text=text)
     try:

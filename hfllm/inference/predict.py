@@ -22,7 +22,7 @@ import numpy as np
 
 from hfllm.errors import InputError
 from hfllm.inference.batching import length_batches
-from hfllm.inference.stream import line_batches
+from hfllm.inference.stream import line_batches, line_text
 from hfllm.models.loader import load_for_inference
 from hfllm.output import log
 from hfllm.tasks.classification import sequence_outputs, softmax
@@ -50,13 +50,7 @@ class Stats:
 
 def parse_line(raw: str, number: int) -> Item:
     """Return the Item of one input line; raise ValueError saying what is wrong with it."""
-    text = raw.rstrip("\r\n")
-    try:
-        text.encode("utf-8")  # bytes that were not UTF-8 arrive as lone surrogates (surrogateescape)
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"not UTF-8 text (column {exc.start + 1})") from None
-    if not text.strip():
-        raise ValueError("empty line")
+    text = line_text(raw)
     if text.lstrip().startswith("{"):
         try:
             record = json.loads(text)

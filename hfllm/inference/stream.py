@@ -95,3 +95,15 @@ def read_first(stream, name: str, what: str) -> str:
             "give UTF-8 lines of text, or JSON lines",
         )
     return first
+
+
+def line_text(raw: str) -> str:
+    """Return an input line without its line break; raise ValueError when it is not UTF-8 or is empty."""
+    text = raw.rstrip("\r\n")
+    try:
+        text.encode("utf-8")  # bytes that were not UTF-8 arrive as lone surrogates (surrogateescape)
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not UTF-8 text (column {exc.start + 1})") from None
+    if not text.strip():
+        raise ValueError("empty line")
+    return text

@@ -88,24 +88,9 @@ class CausalLM(Recipe):
         return settings
 
     def trainer_parts(self, config: Any, inputs: Inputs) -> dict[str, Any]:
-        from hfllm.tasks.causal_lm import (
-            CausalLMCollator,
-            causal_eval_outputs,
-            causal_lm_loss,
-            causal_metrics,
-        )
+        from hfllm.tasks.causal_lm import causal_trainer_parts
 
-        tokenizer = inputs.tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        collator = CausalLMCollator(
-            pad, tokenizer.eos_token_id, reset_at_eos=bool(inputs.info["documents_isolated"])
-        )
-        return {
-            "data_collator": collator,
-            "compute_loss_func": causal_lm_loss,
-            "compute_metrics": causal_metrics,
-            "preprocess_logits_for_metrics": causal_eval_outputs,
-        }
+        return causal_trainer_parts(inputs.tokenizer, reset_at_eos=bool(inputs.info["documents_isolated"]))
 
     def split_metrics(self, name: str, values: dict[str, Any], inputs: Inputs) -> dict[str, Any]:
         from hfllm.tasks.causal_lm import causal_unigram_perplexity, perplexity, unigram_skip_ids

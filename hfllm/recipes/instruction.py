@@ -79,28 +79,14 @@ class Instruction(Recipe):
     def trainer_parts(self, config: Any, inputs: Inputs) -> dict[str, Any]:
         from transformers import EarlyStoppingCallback
 
-        from hfllm.tasks.causal_lm import (
-            CausalLMCollator,
-            causal_eval_outputs,
-            causal_lm_loss,
-            causal_metrics,
-        )
+        from hfllm.tasks.causal_lm import causal_trainer_parts
 
-        tokenizer = inputs.tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        callbacks = []
+        # Rows carry their own labels (-100 on prompt tokens) and, when packed, their own position ids.
+        parts = causal_trainer_parts(inputs.tokenizer, reset_at_eos=False)
         if config.early_stopping.patience:
-            callbacks.append(
-                EarlyStoppingCallback(config.early_stopping.patience, config.early_stopping.threshold)
-            )
-        return {
-            # Rows carry their own labels (-100 on prompt tokens) and, when packed, their own position ids.
-            "data_collator": CausalLMCollator(pad, tokenizer.eos_token_id, reset_at_eos=False),
-            "compute_loss_func": causal_lm_loss,
-            "compute_metrics": causal_metrics,
-            "preprocess_logits_for_metrics": causal_eval_outputs,
-            "callbacks": callbacks,
-        }
+            stop = EarlyStoppingCallback(config.early_stopping.patience, config.early_stopping.threshold)
+            parts["callbacks"] = [stop]
+        return parts
 
     def split_metrics(self, name: str, values: dict[str, Any], inputs: Inputs) -> dict[str, Any]:
         from hfllm.tasks.causal_lm import perplexity

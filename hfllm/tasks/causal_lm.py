@@ -189,3 +189,15 @@ def documents_isolated(model: Any, eos_token_id: int | None = None) -> bool | No
     finally:
         model.train(was_training)
     return bool(torch.allclose(logits[0].float(), logits[1].float(), atol=1e-4, rtol=1e-4))
+
+
+def causal_trainer_parts(tokenizer: Any, reset_at_eos: bool) -> dict[str, Any]:
+    """Return the Trainer arguments of a causal-LM recipe: the collator, the loss per token of the whole
+    step, and the evaluation outputs and metrics (loss per token over the split, next-token accuracy)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return {
+        "data_collator": CausalLMCollator(pad, tokenizer.eos_token_id, reset_at_eos=reset_at_eos),
+        "compute_loss_func": causal_lm_loss,
+        "compute_metrics": causal_metrics,
+        "preprocess_logits_for_metrics": causal_eval_outputs,
+    }

@@ -37,6 +37,7 @@ from hfllm.fsutil import (
     atomic_write_text,
     make_writable_dir,
     remove_empty_dirs,
+    remove_entries,
 )
 from hfllm.launch import is_main_process
 from hfllm.output import log
@@ -254,14 +255,8 @@ def decide(path: Path, resume: str) -> RunDir:
 
 
 def _remove_run_entries(path: Path) -> None:
-    if not path.is_dir():
-        return
-    for name in RUN_ENTRIES:
-        target = path / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    if path.is_dir():
+        remove_entries(path, RUN_ENTRIES)
 
 
 def remove_partial_checkpoints(checkpoints: Path) -> None:
