@@ -19,6 +19,9 @@ COMMANDS: dict[str, str] = {
     "finetune": "hfllm.commands.finetune:finetune",
     "evaluate": "hfllm.commands.evaluate:evaluate",
     "predict": "hfllm.commands.predict:predict",
+    "inspect": "hfllm.commands.inspect:inspect",
+    "attention": "hfllm.commands.attention:attention",
+    "sweep": "hfllm.commands.sweep:sweep",
     "demo": "hfllm.commands.demo:demo",
 }
 GROUPS: dict[str, str] = {
