@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -149,8 +150,10 @@ def measure_memory(seconds: float = 0.2, large_mib: int = 64) -> dict[str, float
     }
 
 
+@functools.lru_cache(maxsize=4)
 def cpu_device(dtype_name: str, seconds: float = 1.0) -> Device:
-    """Return this machine's CPU as a Device: measured matmul peak and memory rates, available memory."""
+    """Return this machine's CPU as a Device: measured matmul peak and memory rates, available memory
+    (measured once per process)."""
     import torch
 
     flops = measure_matmul_flops(dtype_name, seconds)

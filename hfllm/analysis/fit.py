@@ -23,11 +23,15 @@ class Capacity:
     where: str
 
 
+def per_rank_peak(sizer: Sizer, variant: Variant) -> int:
+    """Return the peak bytes of one rank of `variant` under the configured sharding."""
+    plan = sizer.plan
+    return sizer.per_rank(sizer.memory(variant), plan.num_processes)[plan.strategy]
+
+
 def needed(sizer: Sizer, variant: Variant, capacity: Capacity) -> int:
     """Return the bytes `variant` needs out of capacity.available: per-rank peak plus overhead, per process."""
-    plan = sizer.plan
-    per_rank = sizer.per_rank(sizer.memory(variant), plan.num_processes)[plan.strategy]
-    return capacity.processes_share * (per_rank + capacity.overhead)
+    return capacity.processes_share * (per_rank_peak(sizer, variant) + capacity.overhead)
 
 
 def check_fit(sizer: Sizer, capacity: Capacity, bf16_ok: bool) -> dict[str, Any]:
@@ -68,6 +72,7 @@ def suggest(sizer: Sizer, capacity: Capacity, bf16_ok: bool) -> dict[str, Any] |
             return {
                 "set": [f"training.{key}={_yaml(value)}" for key, value in changes.items()],
                 "needed_bytes": need,
+                "peak_bytes_per_rank": per_rank_peak(sizer, variant),
             }
     return None
 

@@ -109,17 +109,17 @@ def auto_class(objective: str) -> Any:
     }[objective]
 
 
-def _inputs(objective: str, batch: int, seq_len: int, vocab_size: int) -> tuple[dict[str, Any], Any]:
+def _inputs(objective: str, batch: int, seq_len: int, device: str) -> tuple[dict[str, Any], Any]:
     import torch
 
-    ids = torch.zeros((batch, seq_len), dtype=torch.long, device="meta")
+    ids = torch.zeros((batch, seq_len), dtype=torch.long, device=device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     if objective == MASKED_LM:
         return inputs, torch.zeros_like(ids)  # hfllm computes the masked-LM loss itself
     if objective == CAUSAL_LM:
         return {**inputs, "labels": ids}, None
     if objective == SEQUENCE:
-        return {**inputs, "labels": torch.zeros(batch, dtype=torch.long, device="meta")}, None
+        return {**inputs, "labels": torch.zeros(batch, dtype=torch.long, device=device)}, None
     return {**inputs, "labels": torch.zeros_like(ids)}, None
 
 
@@ -153,7 +153,8 @@ def simulate_run(
 ) -> RunMemory:
     """Return the simulated memory of a training step and an evaluation batch (see RunMemory).
 
-    `state_sizes`: the optimizer's state tensors (bytes each); they live from the first step on."""
+    `state_sizes`: the optimizer's state tensors (bytes each); they live from the first step on. A model
+    from build_meta_model allocates nothing; a model on a real device runs for real (the tests compare)."""
     tracker = tracking_mode()
     for size in state_sizes:
         tracker.hold(size)
@@ -170,7 +171,7 @@ def _train_step(model, objective, batch, seq_len, target, checkpointing, tracker
     model.train()
     try:
         with device_attention(target), tracker:
-            inputs, labels = _inputs(objective, batch, seq_len, model.config.vocab_size)
+            inputs, labels = _inputs(objective, batch, seq_len, model.device.type)
             loss = _loss(objective, model(**inputs), labels)
             after_forward = tracker.current
             loss.backward()
@@ -197,7 +198,7 @@ def _eval_step(model, objective, batch, seq_len, target, tracker) -> StepMemory:
 
     model.eval()
     with torch.no_grad(), device_attention(target), tracker:
-        inputs, labels = _inputs(objective, batch, seq_len, model.config.vocab_size)
+        inputs, labels = _inputs(objective, batch, seq_len, model.device.type)
         outputs = model(**inputs)
         _loss(objective, outputs, labels)
         if objective == MASKED_LM:

@@ -66,11 +66,13 @@ def _run_sweep(
     direction = resolve_direction(direction or space.direction, metric)
     mapping = base.model_dump(mode="json")
     check_parameters(base.kind, mapping, space, origins)
+    sampler = sweep_space.make_sampler(space, origins, str(space_path))
+    pruner = sweep_space.make_pruner(space, origins, str(space_path))
     sweep_dir = Path(output_dir or f"{base.output_dir}-sweep")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(sweep_dir / 'study.db').resolve()}"
     name = study_name or sweep_dir.resolve().name
-    study, rdb = open_study(url, name, space, origins, str(space_path), direction)
+    study, rdb = open_study(url, name, sampler, pruner, direction)
     check_same_sweep(study, base.kind, mapping, space, metric)
     runner = TrialRunner(study, rdb, base.kind, mapping, space, origins, metric, sweep_dir, poll_s)
     for frozen in runner.orphans():
@@ -146,7 +148,7 @@ def _param_origins(space: Any, origins: dict) -> dict[str, str]:
     return {key: origins.get(("parameters", key), "search space") for key in space.parameters}
 
 
-def open_study(url: str, name: str, space: Any, origins: dict, source: str, direction: str):
+def open_study(url: str, name: str, sampler: Any, pruner: Any, direction: str):
     """Return (study, RDB storage) for `url`, created on first use, loaded afterwards."""
     import optuna
 
@@ -155,8 +157,6 @@ def open_study(url: str, name: str, space: Any, origins: dict, source: str, dire
         rdb = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=600)
     except (ValueError, ImportError) as exc:  # a bad URL, a missing database driver
         raise ConfigError(f"--storage {redact(url)}: {exc}") from None
-    sampler = sweep_space.make_sampler(space, origins, source)
-    pruner = sweep_space.make_pruner(space, origins, source)
     try:
         study = optuna.create_study(
             storage=rdb,
