@@ -47,12 +47,16 @@ def read_trials(sweep_dir: Path) -> list[dict]:
     [
         ("parameters:\n  training.learning_rate: {type: float, low: 1\n", 3, "malformed YAML"),
         (
-            "parameters:\n  training.learning_rate: {type: float, low: 0.1, hihg: 1.0}\n",
+            "parameters:\n  training.learning_rate: {type: float, low: 0.1, high: 1.0, lgo: true}\n",
             2,
-            "unknown key `parameters.training.learning_rate.float.hihg`",
+            "unknown key `parameters.training.learning_rate.lgo`",
         ),
         ("parameters:\n  training.learning_rate: {type: float, low: 0.1, high: 0.01}\n", 2, "low < high"),
-        ("kind: sweep\nparameters:\n  training.learnin_rate: {type: float, low: 0.1, high: 1.0}\n", 3, "learnin_rate"),
+        (
+            "kind: sweep\nparameters:\n  training.learnin_rate: {type: float, low: 0.1, high: 1.0}\n",
+            3,
+            "learnin_rate",
+        ),
         ("parameters:\n  training.seed: {type: categorical, choices: []}\n", 2, "choices"),
         (
             "sampler: {type: tpe, options: {bogus: 1}}\nparameters:\n  training.seed: {type: int, low: 1, high: 3}\n",
@@ -113,7 +117,13 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ft_tiny):
     assert "failed trials:" in result.stderr and "sweep trials (* = best):" in result.stderr
     run_dir = Path(done["run_dir"])
     assert (run_dir / "config.yaml").is_file() and (run_dir / "metrics.json").is_file()
-    for name in ("best.yaml", "trials.jsonl", "study.db", "metric-over-trials.png", "metric-vs-model.name_or_path.png"):
+    for name in (
+        "best.yaml",
+        "trials.jsonl",
+        "study.db",
+        "metric-over-trials.png",
+        "metric-vs-model.name_or_path.png",
+    ):
         assert (out / name).is_file(), name
 
 
@@ -142,7 +152,9 @@ def test_a_killed_sweep_continues_from_its_finished_trials(tmp_path, ft_tiny):
     out = tmp_path / "sweep"
     args = sweep_args(model_dir, SPACE, out, 3, *QUICK)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    sweep = subprocess.Popen([sys.executable, "-m", "hfllm", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "hfllm", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     started = out / "trials" / "trial-0001" / "config.yaml"
     deadline = time.time() + 900
     while not started.exists() and sweep.poll() is None and time.time() < deadline:
@@ -188,7 +200,9 @@ def test_a_pretrain_config_sweeps_too(tmp_path):
 
     data = make_data_dir(tmp_path / "data")
     space = tmp_path / "space.yaml"
-    space.write_text("parameters:\n  training.learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n")
+    space.write_text(
+        "parameters:\n  training.learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+    )
     out = tmp_path / "sweep"
     result = run_cli(
         "sweep",

@@ -79,6 +79,9 @@ def _run_sweep(
         runner.resume(frozen)
     _fail_stale(study)
     while len(runner.claimed()) < trials:
+        if sweep_space.exhausted(sampler, study):
+            log.info("sweep: the grid is exhausted after %d trials", len(runner.claimed()))
+            break
         runner.run_new()
     summary = write_reports(study, sweep_dir, metric, base.kind, final=True)
     if summary["best"] is None:

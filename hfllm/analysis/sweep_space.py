@@ -43,7 +43,7 @@ def make_sampler(space: SweepSpace, origins: Origins, source: str) -> Any:
     kwargs = dict(s.options)
     try:
         if s.type == "grid":
-            return optuna.samplers.GridSampler(_grid(space, where), seed=s.seed, **kwargs)
+            return _grid_sampler_class()(_grid(space, where), seed=s.seed, **kwargs)
         cls = {
             "tpe": optuna.samplers.TPESampler,
             "random": optuna.samplers.RandomSampler,
@@ -73,6 +73,25 @@ def make_pruner(space: SweepSpace, origins: Origins, source: str) -> Any:
         return cls(**p.options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: pruner {p.type}: {exc}") from None
+
+
+def _grid_sampler_class() -> Any:
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        """GridSampler that does not call study.stop() when the grid is done (Optuna allows that only inside
+        Study.optimize); the sweep asks `is_exhausted` before each trial instead."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+    return AskTellGridSampler
+
+
+def exhausted(sampler: Any, study: Any) -> bool:
+    """Return whether a grid sampler has tried every point (other samplers never are)."""
+    check = getattr(sampler, "is_exhausted", None)
+    return bool(check(study)) if check is not None else False
 
 
 def _grid(space: SweepSpace, where: str) -> dict[str, list[Any]]:
