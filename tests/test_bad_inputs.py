@@ -15,7 +15,13 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli
 
-from tests.fixtures.bad_inputs import cases_config, cases_inference, cases_preprocess, cases_training
+from tests.fixtures.bad_inputs import (
+    cases_analysis,
+    cases_config,
+    cases_inference,
+    cases_preprocess,
+    cases_training,
+)
 from tests.fixtures.bad_inputs.harness import (
     Env,
     build_shared,
@@ -26,7 +32,13 @@ from tests.fixtures.bad_inputs.harness import (
     snapshot,
 )
 
-TABLES = (cases_config.CASES, cases_preprocess.CASES, cases_training.CASES, cases_inference.CASES)
+TABLES = (
+    cases_config.CASES,
+    cases_preprocess.CASES,
+    cases_training.CASES,
+    cases_inference.CASES,
+    cases_analysis.CASES,
+)
 CASES = {name: build for table in TABLES for name, build in table.items()}
 # One case per exit path that matters: a config error, a data error while reading, predict's stdin.
 SUBPROCESS = ("config-validate-unknown-key", "preprocess-corpus-latin1", "predict-stdin-empty")
@@ -35,7 +47,17 @@ SUBPROCESS = ("config-validate-unknown-key", "preprocess-corpus-latin1", "predic
 def test_the_matrix_covers_every_command():
     assert len(CASES) == sum(len(t) for t in TABLES), "two cases share a name"
     assert len(CASES) >= 30
-    commands = ("config", "preprocess", "pretrain", "finetune", "evaluate", "predict")
+    commands = (
+        "config",
+        "preprocess",
+        "pretrain",
+        "finetune",
+        "evaluate",
+        "predict",
+        "inspect",
+        "attention",
+        "sweep",
+    )
     assert {name.split("-")[0] for name in CASES} == set(commands)
 
 

@@ -116,7 +116,8 @@ def measure_matmul_flops(dtype_name: str = "float32", seconds: float = 1.0, size
 def measure_memory(seconds: float = 0.2, large_mib: int = 64) -> dict[str, float]:
     """Return this CPU's measured memory rates: `bandwidth` (bytes/s of a `large_mib` MiB elementwise op
     into a reused buffer), `cached_bandwidth` (the same at 1 MiB), `fault_bandwidth` (bytes/s of first
-    touch of freshly mapped memory, as each new large tensor gets) and `op_seconds` (one tiny op).
+    touch of freshly mapped memory, as each new large tensor gets) and `op_seconds` (one tiny op); the
+    small measurements on one thread.
 
     Bests of short bursts, like the matmul peak: what this CPU can do, not what other processes left.
     """
@@ -138,16 +139,62 @@ def measure_memory(seconds: float = 0.2, large_mib: int = 64) -> dict[str, float
     moved = 2.0 * large_mib * MIB
     bandwidth = rate(lambda: torch.mul(large, 2.0, out=out), moved, seconds)
     fresh = rate(lambda: torch.mul(large, 2.0), moved, seconds)
-    cached = rate(lambda: torch.mul(small, 2.0, out=small_out), 2.0 * MIB, seconds / 2, repeat=20)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see measure_op_seconds: small ops on a busy machine measure the scheduler
+    try:
+        cached = rate(lambda: torch.mul(small, 2.0, out=small_out), 2.0 * MIB, seconds / 2)
+    finally:
+        torch.set_num_threads(threads)
     # A fresh result costs the reused-buffer time plus the faults of its pages.
     fault_seconds = max(1e-9, moved / fresh - moved / bandwidth)
-    one = torch.ones(1)
     return {
         "bandwidth": bandwidth,
         "cached_bandwidth": cached,
         "fault_bandwidth": large_mib * MIB / fault_seconds,
-        "op_seconds": 1.0 / rate(lambda: torch.add(one, one), 1.0, seconds / 4, repeat=100),
+        "op_seconds": measure_op_seconds(seconds / 2),
     }
+
+
+def measure_op_seconds(seconds: float = 0.1) -> float:
+    """Return the time one op of a training step costs beyond its work: a tiny module's forward and
+    backward (Python, nn.Module, dispatcher, autograd), divided by the ops it dispatches.
+
+    On one thread: ops this small would otherwise measure how long a busy machine takes to schedule
+    the second thread, which changes from one second to the next.
+    """
+    import torch
+
+    from hfllm.analysis.tracker import tracking_mode
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _op_seconds(seconds, tracking_mode)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _op_seconds(seconds: float, tracking_mode) -> float:
+    import torch
+
+    layer = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4), torch.nn.GELU())
+    x = torch.ones(2, 4)
+
+    def step() -> None:
+        layer(x).sum().backward()
+
+    counter = tracking_mode()
+    with counter:
+        step()
+    ops = max(1, len(counter.costs.flops))
+    for _ in range(20):  # warm-up: autograd's and the allocator's first-call costs
+        step()
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - start)
+    return best / ops
 
 
 @functools.lru_cache(maxsize=4)

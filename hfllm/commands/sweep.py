@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hfllm.commands.options import ConfigOpt, OutputDirOpt, SetOpt
+from hfllm.commands.options import ConfigOpt, SetOpt
 
 SpaceOpt = Annotated[
     Path, typer.Option("--space", help="Search-space YAML: parameters (dotted config keys), sampler, pruner.")
@@ -31,6 +31,10 @@ StorageOpt = Annotated[
         "(default sqlite:///SWEEP_DIR/study.db).",
     ),
 ]
+SweepDirOpt = Annotated[
+    Path | None,
+    typer.Option("--output-dir", "-o", help="The sweep dir (default: the config's output_dir + '-sweep')."),
+]
 StudyOpt = Annotated[
     str | None, typer.Option("--study-name", help="Study name (default: the sweep dir's name).")
 ]
@@ -41,7 +45,7 @@ def sweep(
     space: SpaceOpt,
     trials: TrialsOpt,
     set_: SetOpt = None,
-    output_dir: OutputDirOpt = None,
+    output_dir: SweepDirOpt = None,
     metric: MetricOpt = None,
     direction: DirectionOpt = None,
     storage: StorageOpt = None,

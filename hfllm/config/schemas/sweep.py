@@ -29,7 +29,7 @@ PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "t
 class FloatParameter(Section):
     """A float between `low` and `high` (log scale with `log: true`, multiples of `step` if given)."""
 
-    type: Literal["float"]
+    type: Literal["float"] = Field(description="float, int or categorical.")
     low: float = Field(description="Smallest value.")
     high: float = Field(description="Largest value.")
     log: bool = Field(False, description="Sample on a log scale (low must be > 0).")
@@ -49,7 +49,7 @@ class FloatParameter(Section):
 class IntParameter(Section):
     """An integer between `low` and `high` inclusive."""
 
-    type: Literal["int"]
+    type: Literal["int"] = Field(description="float, int or categorical.")
     low: int = Field(description="Smallest value.")
     high: int = Field(description="Largest value.")
     log: bool = Field(False, description="Sample on a log scale (low must be >= 1).")
@@ -67,7 +67,7 @@ class IntParameter(Section):
 class CategoricalParameter(Section):
     """One of the listed values (numbers, strings, booleans or null)."""
 
-    type: Literal["categorical"]
+    type: Literal["categorical"] = Field(description="float, int or categorical.")
     choices: list[Scalar] = Field(min_length=1, description="The values to choose from.")
 
 
@@ -103,7 +103,7 @@ class PrunerSection(Section):
 class SweepSpace(Section):
     """`hfllm sweep --space FILE`: the search space of a sweep (the config to tune is --config)."""
 
-    kind: Literal["sweep"] = "sweep"
+    kind: Literal["sweep"] = Field("sweep", description="Says this file is a sweep's search space.")
     metric: str | None = Field(
         None, description="Dotted key of the metric to optimise (e.g. validation.f1_macro)."
     )
@@ -113,5 +113,7 @@ class SweepSpace(Section):
     sampler: SamplerSection = Field(default_factory=SamplerSection, description="The Optuna sampler.")
     pruner: PrunerSection = Field(default_factory=PrunerSection, description="The Optuna pruner.")
     parameters: dict[str, Parameter] = Field(
-        min_length=1, description="Dotted config keys (as for --set) and the values they may take."
+        min_length=1,
+        description="Dotted config keys (as for --set), each with {type: float|int, low, high, log, step} or "
+        "{type: categorical, choices: [...]}.",
     )
