@@ -234,37 +234,50 @@ class TrialRunner:
 
     def run_new(self) -> None:
         trial = self.study.ask(self.distributions)
-        run_dir = self.sweep_dir / "trials" / f"trial-{trial.number:04d}"
-        data, origins = trial_mapping(self.mapping, trial.params, run_dir, self.where)
+        self._own(trial)  # first: a sweep killed from here on leaves a trial the next one takes over
+        if self._prepare(trial, trial.params):
+            log.info("trial %d: %s", trial.number, _params_text(trial.params))
+            self._run(trial, self.run_dir(trial.number))
+
+    def resume(self, frozen: Any) -> None:
+        """Take over a trial that a dead sweep on this machine left running: rerun its command, which
+        resumes from its newest checkpoint (or reports the run finished)."""
+        import optuna
+
+        trial = optuna.trial.Trial(self.study, frozen._trial_id)
+        self._own(trial)
+        _wait_gone(frozen.user_attrs.get("trial_pid"))
+        if (self.run_dir(frozen.number) / "config.yaml").is_file() or self._prepare(trial, frozen.params):
+            log.info(
+                "trial %d: resuming it (its sweep stopped) in %s", frozen.number, self.run_dir(frozen.number)
+            )
+            self.resumed.append(frozen.number)
+            self._run(trial, self.run_dir(frozen.number))
+
+    def run_dir(self, number: int) -> Path:
+        return self.sweep_dir / "trials" / f"trial-{number:04d}"
+
+    def _prepare(self, trial: Any, params: dict[str, Any]) -> bool:
+        """Write the trial's config.yaml (base config + its values + its run dir); False if it is invalid."""
+        from hfllm.config import to_yaml
+
+        run_dir = self.run_dir(trial.number)
+        data, origins = trial_mapping(self.mapping, params, run_dir, self.where)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("config", data)
         try:
-            from hfllm.config import to_yaml
-
             config = validate_trial(self.kind, data, origins, "search space")
         except ConfigError as exc:
             self._finish(trial, "failed", error=f"invalid config: {exc}")
-            return
+            return False
         atomic_write_text(run_dir / "config.yaml", to_yaml(config))
-        log.info("trial %d: %s", trial.number, _params_text(trial.params))
-        self._run(trial, run_dir)
+        return True
 
-    def resume(self, frozen: Any) -> None:
-        import optuna
-
-        run_dir = Path(frozen.user_attrs.get("run_dir", ""))
-        trial = optuna.trial.Trial(self.study, frozen._trial_id)
-        _wait_gone(frozen.user_attrs.get("trial_pid"))
-        if not (run_dir / "config.yaml").is_file():
-            self._finish(trial, "failed", error="left running by a sweep that died before it started")
-            return
-        log.info("trial %d: resuming it (its sweep stopped) in %s", frozen.number, run_dir)
-        self.resumed.append(frozen.number)
-        self._run(trial, run_dir)
-
-    def _run(self, trial: Any, run_dir: Path) -> None:
+    def _own(self, trial: Any) -> None:
         trial.set_user_attr("host", self.host)
         trial.set_user_attr("sweep_pid", os.getpid())
+
+    def _run(self, trial: Any, run_dir: Path) -> None:
         process = launch(self.kind, run_dir)
         trial.set_user_attr("trial_pid", process.pid)
         last = [0.0]
