@@ -58,9 +58,10 @@ def write_reports(study: Any, sweep_dir: Path, metric: str, kind: str, final: bo
             "run_dir": best_trial.user_attrs.get("run_dir"),
             "config": files["best"],
         }
-        files["plots"] = [
-            str(p) for p in write_plots(complete, sweep_dir, metric, study.direction.name.lower())
-        ]
+        space = study.user_attrs.get("space", {}).get("parameters", {})
+        log_scale = {key for key, p in space.items() if isinstance(p, dict) and p.get("log")}
+        plots = write_plots(complete, sweep_dir, metric, study.direction.name.lower(), log_scale)
+        files["plots"] = [str(p) for p in plots]
     if final:
         sys.stderr.write(table(records, metric, best))
     counts = {
@@ -120,12 +121,16 @@ def _cell(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def write_plots(complete: list[Any], sweep_dir: Path, metric: str, direction: str) -> list[Path]:
-    """Draw the metric over the trials (with the best so far) and against each parameter; return the files."""
+def write_plots(
+    complete: list[Any], sweep_dir: Path, metric: str, direction: str, log_scale: set[str]
+) -> list[Path]:
+    """Draw the metric over the trials (with the best so far) and against each parameter (`log_scale`: the
+    parameters sampled on a log scale); return the files."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     numbers = [t.number for t in complete]
     values = [t.value for t in complete]
@@ -135,6 +140,7 @@ def write_plots(complete: list[Any], sweep_dir: Path, metric: str, direction: st
     ax.plot(numbers, values, "o", label=metric)
     ax.step(numbers, best_so_far, where="post", label="best so far")
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
     ax.legend()
     ax.set_title(f"{metric} over the trials ({direction})")
@@ -146,8 +152,7 @@ def write_plots(complete: list[Any], sweep_dir: Path, metric: str, direction: st
         xs = [p[0] for p in points]
         if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs):
             ax.plot(xs, [p[1] for p in points], "o")
-            positive = all(x > 0 for x in xs)
-            if positive and max(xs) / min(xs) >= 100:
+            if name in log_scale:
                 ax.set_xscale("log")
         else:  # categorical: one column per choice
             labels = sorted({str(x) for x in xs})
