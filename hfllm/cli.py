@@ -21,6 +21,9 @@ COMMANDS: dict[str, str] = {
     "evaluate": "hfllm.commands.evaluate:evaluate",
     "predict": "hfllm.commands.predict:predict",
     "generate": "hfllm.commands.generate:generate",
+    "inspect": "hfllm.commands.inspect:inspect",
+    "attention": "hfllm.commands.attention:attention",
+    "sweep": "hfllm.commands.sweep:sweep",
     "demo": "hfllm.commands.demo:demo",
 }
 GROUPS: dict[str, str] = {

@@ -70,6 +70,14 @@ class _LibraryLogger(logging.Logger):
             return
         super().addHandler(handler)
 
+    @property
+    def propagate(self) -> bool:  # Transformers turns propagation on when CI is set: lines would print twice
+        return False
+
+    @propagate.setter
+    def propagate(self, value: bool) -> None:
+        pass
+
 
 def _writes_to_stderr(handler: logging.Handler) -> bool:
     return type(handler) is logging.StreamHandler and getattr(handler, "stream", None) in (
@@ -86,6 +94,7 @@ def _adopt_library_loggers() -> None:
             for handler in existing.handlers:  # imported already: its handler stays, stamped like ours
                 if _writes_to_stderr(handler) or getattr(handler, "_hfllm", False):
                     handler.setFormatter(StampedFormatter())
+                    existing.propagate = False  # the root's handler would print the line again
             continue
         if existing is None or isinstance(existing, logging.PlaceHolder):
             previous = logging.getLoggerClass()

