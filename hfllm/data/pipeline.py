@@ -26,6 +26,7 @@ from hfllm.fsutil import DirLock, make_writable_dir, remove_empty_dirs
 from hfllm.output import log
 from hfllm.owners import MARKER, check_owner, owner_of, write_marker
 from hfllm.tasks.names import problem_type_from_labels
+from hfllm.tasks.tagging import tag_scheme
 
 
 class Timer:
@@ -189,6 +190,10 @@ def _labels(config, cols, cleaned, rows, ingested, given, sources, warnings) -> 
     where = f"{', '.join(s.path for s in sources[:2])}{'...' if len(sources) > 2 else ''}"
     if config.task == "token-classification":
         names = tag_names(cleaned.select(kept)[cols.tags])
+        try:
+            tag_scheme(names)  # the entity scorer (seqeval, strict) reads IOB2 / IOBES tags only
+        except ValueError as exc:
+            raise InputError(f"{where}: column {cols.tags!r}: {exc}") from None
     else:
         ingested.check_label_kinds(cols.label)
         info["problem_type"] = problem_type_from_labels(config.problem_type, ingested.label_kinds)

@@ -26,6 +26,7 @@ from hfllm.output import log
 from hfllm.owners import MARKER, check_owner, write_marker
 from hfllm.tasks.classification import clean, sequence_metrics, sequence_outputs
 from hfllm.tasks.names import IGNORE_INDEX, MASKED_LM, MULTI, REGRESSION, SEQUENCE, TOKEN, problem_type_of
+from hfllm.tasks.tagging import tag_scheme
 
 OUTPUTS = ("metrics.json", "predictions.jsonl", "per_class.txt", "confusion_matrix.png")
 
@@ -230,7 +231,8 @@ def evaluate_tokens(
             }
         )
     gold_all = [list(t) for t in tags]
-    metrics = compute("seqeval_bio", predictions=predicted_all, references=gold_all)
+    scheme = tag_scheme(id2label.values())
+    metrics = compute("entities", predictions=predicted_all, references=gold_all, scheme=scheme)
     flat_gold = [t for row in gold_all for t in row]
     flat_pred = [t for row in predicted_all for t in row]
     names = [id2label[i] for i in sorted(id2label)]
