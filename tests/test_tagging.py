@@ -109,7 +109,10 @@ def test_label_all_tokens_through_preprocess_counts_each_entity_once(tmp_path, f
     from datasets import load_from_disk
 
     train = load_from_disk(str(tmp_path / "data"))["train"]
-    id2label = {int(i): n for i, n in json.loads((tmp_path / "data" / "manifest.json").read_text())["id2label"].items()}
+    id2label = {
+        int(i): n
+        for i, n in json.loads((tmp_path / "data" / "manifest.json").read_text())["id2label"].items()
+    }
     first = [id2label[i] for i in train[0]["labels"] if i != -100]
     pieces = len(tokenizer.tokenize(long_word))
     assert first[:pieces] == ["B-PER"] + ["I-PER"] * (pieces - 1)

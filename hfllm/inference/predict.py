@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from hfllm.data.cleaning import inference_cleaner
 from hfllm.errors import InputError
 from hfllm.inference.batching import length_batches
 from hfllm.inference.stream import line_batches
-from hfllm.models.loader import load_for_inference
+from hfllm.models.loader import load_for_inference, resolve
 from hfllm.output import log
 from hfllm.tasks.classification import sequence_outputs, softmax
 from hfllm.tasks.names import MASKED_LM, MULTI, REGRESSION, SEQUENCE, TOKEN, problem_type_of
@@ -92,9 +93,17 @@ class Predictor:
         self.id2label = {int(i): str(n) for i, n in (config.id2label or {}).items()}
         self.problem_type = problem_type_of(config) if self.task not in (TOKEN, MASKED_LM) else None
         self.device = next(self.model.parameters()).device
+        # Inputs are cleaned as the training text was (model/cleaning.json); the mask token stays as typed.
+        mask = self.tokenizer.mask_token if self.task == MASKED_LM else None
+        self.clean = inference_cleaner(resolve(str(model_dir), "--model").location, keep=mask)
 
     def check(self, item: Item) -> None:
-        """Raise ValueError for an item this model cannot predict."""
+        """Clean the item's text as the training text was; raise ValueError for one this model cannot predict."""
+        item.text = self.clean(item.text)
+        if item.text_pair is not None:
+            item.text_pair = self.clean(item.text_pair)
+        if not item.text.strip():
+            raise ValueError("no text left after the model's training-time cleaning")
         if self.task == MASKED_LM and self.tokenizer.mask_token not in item.text:
             raise ValueError(f"no {self.tokenizer.mask_token} token to fill in")
 
@@ -204,7 +213,13 @@ def entity_spans(
         start, end = ordered[first]["start"], ordered[last - 1]["end"]
         score = np.mean([w["score"] for w in ordered[first:last]])
         spans.append(
-            {"entity": kind, "start": start, "end": end, "text": text[start:end], "score": round(float(score), 6)}
+            {
+                "entity": kind,
+                "start": start,
+                "end": end,
+                "text": text[start:end],
+                "score": round(float(score), 6),
+            }
         )
     return spans
 

@@ -24,11 +24,17 @@ def full_state_dict(trainer: Any) -> dict[str, Any] | None:
 
 
 def export_model(
-    model: Any, tokenizer: Any, dest: Path, card: str, state_dict: dict[str, Any] | None = None
+    model: Any,
+    tokenizer: Any,
+    dest: Path,
+    card: str,
+    state_dict: dict[str, Any] | None = None,
+    files: dict[str, str] | None = None,
 ) -> Path:
     """Return `dest` after writing the model (safetensors), its tokenizer and README.md there atomically.
 
-    `state_dict`: the gathered weights of a sharded model (see `full_state_dict`).
+    `state_dict`: the gathered weights of a sharded model (see `full_state_dict`). `files`: more text
+    files by name (cleaning.json).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +43,8 @@ def export_model(
         model.save_pretrained(str(staging), state_dict=state_dict)
         tokenizer.save_pretrained(str(staging))
         (staging / "README.md").write_text(card, encoding="utf-8")
+        for name, text in (files or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(staging, dest)

@@ -203,6 +203,7 @@ def export(recipe: Recipe, config: Any, rundir: RunDir, trainer: Any, inputs: In
     """Write model/ (with its card), loss.png and metrics.json; metrics.json last marks the run finished."""
     import math
 
+    from hfllm.data.cleaning import CLEANING_FILE, cleaning_record
     from hfllm.launch import is_main_process
     from hfllm.train.export import export_model, full_state_dict, model_card, plot_losses, write_metrics
 
@@ -213,7 +214,9 @@ def export(recipe: Recipe, config: Any, rundir: RunDir, trainer: Any, inputs: In
     shown = {k: v for k, v in (metrics.get("test") or metrics.get("validation") or {}).items()}
     text = model_card(card.title, card.summary, card.data, to_yaml(config), shown, card.pipeline_tag)
     recipe.before_export(inputs)
-    export_model(trainer.model, inputs.tokenizer, rundir.model, text, state_dict)
+    record = cleaning_record(inputs.data.path, inputs.data.manifest)  # predict and generate repeat it
+    files = {CLEANING_FILE: json.dumps(record, indent=2) + "\n"} if record else {}
+    export_model(trainer.model, inputs.tokenizer, rundir.model, text, state_dict, files)
     unigram = (metrics.get("validation") or {}).get("unigram_perplexity")
     baselines = {"unigram baseline (validation)": math.log(unigram)} if unigram and unigram > 0 else None
     plot_losses(trainer.state.log_history, rundir.loss_plot, f"{rundir.path.name}: {card.title}", baselines)

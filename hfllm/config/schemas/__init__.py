@@ -27,3 +27,4 @@ def schema_for(kind: str) -> type[BaseModel]:
 register("pretrain", "hfllm.config.schemas.pretrain:PretrainConfig")
 register("finetune", "hfllm.config.schemas.finetune:FinetuneConfig")
 register("preprocess", "hfllm.config.schemas.preprocess:PreprocessConfig")
+register("evaluate", "hfllm.config.schemas.evaluate:EvaluateConfig")
