@@ -265,6 +265,9 @@ def evaluate_tokens(
             "token-classification data needs `tokens` and `tags` columns (preprocess supervised mode)"
         )
     words, tags = list(dataset["tokens"]), list(dataset["tags"])
+    names = getattr(dataset.features["tags"], "feature", None)
+    if hasattr(names, "int2str"):  # preprocess stores tags as class ids (a ClassLabel sequence)
+        tags = [[names.int2str(int(t)) for t in row] for row in tags]
     limit = min(getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length or 512)
     encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=limit)
     rows = [
