@@ -58,7 +58,10 @@ def test_dash_h_and_global_flags_in_every_help(helps, path):
 def test_placeholders_say_what_to_type(helps):
     assert "--set KEY=VALUE" in helps[("preprocess",)][1]
     assert "--resume auto|never|PATH" in helps[("pretrain",)][1]
-    assert "Usage: hfllm config init [OPTIONS] {evaluate|finetune|preprocess|pretrain}" in helps[("config", "init")][1]
+    assert (
+        "Usage: hfllm config init [OPTIONS] {evaluate|finetune|preprocess|pretrain}"
+        in helps[("config", "init")][1]
+    )
     assert "--config FILE" in helps[("finetune",)][1] and "--output-dir DIR" in helps[("finetune",)][1]
 
 

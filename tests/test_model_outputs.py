@@ -44,9 +44,15 @@ def tuned(ft_tiny, tmp_path_factory):
         "training": TRAINING,
     }
     (root / "ft.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = run_cli("--quiet", "finetune", "--config", root / "ft.yaml")
-    assert result.returncode == 0, result.stderr
-    return root, Path(result.json["model_dir"])
+    # In this process (the runner `hfllm finetune` calls), to spare a CLI start-up; the CLI's own path
+    # is tested in test_finetune_e2e.
+    from hfllm.config import load_config
+    from hfllm.config.schemas.finetune import FinetuneConfig
+    from hfllm.train.runner import run
+
+    result = run(load_config(FinetuneConfig, root / "ft.yaml"))
+    assert result["status"] == "finished"
+    return root, Path(result["model_dir"])
 
 
 def _rows(labels: tuple[str, ...], n: int) -> list[dict[str, str]]:

@@ -8,7 +8,6 @@ import random
 
 import numpy as np
 import pytest
-import yaml
 from conftest import run_cli
 
 from hfllm.inference.predict import entity_spans
@@ -103,10 +102,13 @@ def test_label_all_tokens_through_preprocess_counts_each_entity_once(tmp_path, f
         "packing": {"mode": "supervised", "max_length": 32, "label_all_tokens": True},
         "output_dir": str(tmp_path / "data"),
     }
-    (tmp_path / "pre.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = run_cli("--quiet", "preprocess", "--config", tmp_path / "pre.yaml")
-    assert result.returncode == 0, result.stderr
     from datasets import load_from_disk
+
+    from hfllm.config.loader import validate_config
+    from hfllm.config.schemas.preprocess import PreprocessConfig
+    from hfllm.data.pipeline import run_preprocess
+
+    assert run_preprocess(validate_config(PreprocessConfig, config, {}, "test"))["status"] == "built"
 
     train = load_from_disk(str(tmp_path / "data"))["train"]
     id2label = {

@@ -79,9 +79,14 @@ def evaluate(
     beside a run's model/). Defaults < --config FILE < --set < flags."""
     from hfllm.config import load_config
     from hfllm.config.schemas.evaluate import EvaluateConfig
+    from hfllm.errors import ConfigError
     from hfllm.inference.evaluate import run_evaluate
     from hfllm.output import emit
 
+    if model is None and config is None and not any(x.startswith("model=") for x in set_ or []):
+        raise ConfigError(
+            "missing option --model DIR: the model to evaluate", "or set `model:` in --config FILE"
+        )
     flags = {
         "model": model,
         "data.files": data or None,

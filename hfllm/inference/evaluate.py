@@ -110,7 +110,7 @@ def _evaluate_files(
             "run `hfllm preprocess` with tokenizer.name_or_path set to the model, then --data that dir",
         )
     location = Path(resolve(str(model_dir), "--model").location)
-    work = Path(tempfile.mkdtemp(prefix="hfllm-evaluate-"))
+    work = Path(tempfile.mkdtemp(prefix=".data-", dir=output_dir))  # a run writes only in its output dir
     try:
         dataset, _ = evaluation_split(
             [str(p) for p in paths],

@@ -55,6 +55,10 @@ def export_model(
     return dest
 
 
+# Figures of an evaluation that are not results of the model (left out of the card's model-index).
+NOT_RESULTS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "examples")
+
+
 def model_card(
     card: Any,
     config_yaml: str,
@@ -92,7 +96,7 @@ def model_card(
             metric_value=value,
         )
         for key, value in scalars.items()
-        if math.isfinite(value)
+        if math.isfinite(value) and key not in NOT_RESULTS
     ]
     data = ModelCardData(
         base_model=hub_id(base_model),
