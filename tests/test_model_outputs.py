@@ -217,3 +217,31 @@ def test_evaluate_token_classifier_on_raw_jsonl(ft_build, ft_tiny, tmp_path):
     with pytest.raises(InputError, match=r"ner\.jsonl: line 3: label 'B-SOFTWARE' is not one of the model's"):
         run_evaluate(model, [data], output_dir=tmp_path / "ev2")
     assert not (tmp_path / "ev2").exists()
+
+
+def test_generate_cleans_plain_prompts_as_the_training_text_was(causal_model, tmp_path):
+    from hfllm.inference.generate import Generator, Prompt, Settings
+
+    model = shutil.copytree(causal_model, tmp_path / "model")
+    clean = {"html": True, "lowercase": True, "collapse_whitespace": True}
+    (model / "cleaning.json").write_text(json.dumps({"clean": clean}), encoding="utf-8")
+    generator = Generator(model, Settings(max_new_tokens=4), batch_size=2)
+    raw, cleaned = "<b>Command-LINE</b>   tool to", "command-line tool to"
+    assert generator.prompt_ids(Prompt(1, text=raw)) == generator.prompt_ids(Prompt(2, text=cleaned))
+    (model / "cleaning.json").unlink()  # without the record the prompt reaches the model as typed
+    plain = Generator(model, Settings(max_new_tokens=4), batch_size=2)
+    assert plain.prompt_ids(Prompt(1, text=raw)) != plain.prompt_ids(Prompt(2, text=cleaned))
+
+
+def test_inference_cleaner_keeps_the_mask_token_and_refuses_a_broken_record(tmp_path):
+    from hfllm.data.cleaning import inference_cleaner
+    from hfllm.errors import InputError
+
+    (tmp_path / "cleaning.json").write_text(json.dumps({"clean": {"lowercase": True}}), encoding="utf-8")
+    assert (
+        inference_cleaner(tmp_path, keep="[MASK]")("The  [MASK] SAT <i>on</i> it") == "the [MASK] sat on it"
+    )
+    assert inference_cleaner(tmp_path / "nothing-recorded")("As IS") == "As IS"
+    (tmp_path / "cleaning.json").write_text('{"clean": {"lowercase": "maybe"}}', encoding="utf-8")
+    with pytest.raises(InputError, match="cleaning.json: unreadable cleaning record"):
+        inference_cleaner(tmp_path)
