@@ -58,7 +58,7 @@ def test_dash_h_and_global_flags_in_every_help(helps, path):
 def test_placeholders_say_what_to_type(helps):
     assert "--set KEY=VALUE" in helps[("preprocess",)][1]
     assert "--resume auto|never|PATH" in helps[("pretrain",)][1]
-    usage = "{finetune|finetune-instruct|preprocess|preprocess-causal|pretrain|pretrain-causal}"
+    usage = "{evaluate|finetune|finetune-instruct|preprocess|preprocess-causal|pretrain|pretrain-causal}"
     assert usage in re.sub(r"-\n\s*", "-", helps[("config", "init")][1])  # the usage line wraps at hyphens
     assert "--config FILE" in helps[("finetune",)][1] and "--output-dir DIR" in helps[("finetune",)][1]
 
@@ -70,6 +70,7 @@ def test_placeholders_say_what_to_type(helps):
         (("pretrain",), "pretrain"),
         (("finetune",), "finetune"),
         (("config", "show"), "preprocess"),
+        (("evaluate",), "evaluate"),
     ],
 )
 def test_the_set_example_in_each_help_works(helps, path, kind):
@@ -83,9 +84,9 @@ def test_the_set_example_in_each_help_works(helps, path, kind):
     assert str(node) == value or node == float(value)
 
 
-def test_evaluate_help_mentions_no_override_it_lacks(helps):
+def test_evaluate_takes_config_and_set_like_the_other_commands(helps):
     text = " ".join(helps[("evaluate",)][1].split())
-    assert "overrides output_dir" not in text and "--set" not in text
+    assert "--config FILE" in text and "--set KEY=VALUE" in text and "--data DIR|FILE" in text
 
 
 def _complete(words: str, env_extra=None) -> list[str]:

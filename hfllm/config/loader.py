@@ -70,9 +70,21 @@ def load_any(path: Path, sets: list[str] | None = None, kind: str | None = None)
     return load_config(schema_for(kind_of(path, data, kind)), path, sets)
 
 
+# TrainingArguments fields that hold credentials: never written to config.yaml, cards or logs (the
+# token comes from HF_TOKEN or `hf auth login` when the config does not give one).
+SECRET_TRAINING_KEYS = ("hub_token",)
+
+
 def to_yaml(config: BaseModel) -> str:
-    """Return the resolved config as YAML that loads back to an equal object."""
-    return dump_yaml(config.model_dump(mode="json"))
+    """Return the resolved config as YAML that loads back to an equal object, without credentials
+    (a `training.hub_token` given in the config is written as null)."""
+    data = config.model_dump(mode="json")
+    training = data.get("training")
+    if isinstance(training, dict):
+        for key in SECRET_TRAINING_KEYS:
+            if training.get(key) is not None:
+                training[key] = None
+    return dump_yaml(data)
 
 
 def changed_keys(

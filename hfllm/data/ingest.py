@@ -150,7 +150,8 @@ def ingest(sources: list[Source], data, cols: Columns, path: Path):
     return Dataset.from_file(str(path)), stats
 
 
-def _where(source: Source, row: int) -> str:
+def row_place(source: Source, row: int) -> str:
+    """Return where a record came from, for messages: `file: line N` (or `row N`)."""
     if source.format == "stdlib":
         return f"{source.path}: file {source.files[row - 1]}"
     unit = "line" if source.format in ("txt", "jsonl", "csv", "tsv", "conll") else "row"
@@ -165,7 +166,7 @@ def _append(
             batch[MESSAGES].append(json.dumps(record_messages(record, cols.chat), ensure_ascii=False))
         except ValueError as exc:
             raise InputError(
-                f"{_where(source, row)}: {exc}",
+                f"{row_place(source, row)}: {exc}",
                 "give `prompt` and `response` strings, or `messages`: a list of {role, content} "
                 "(data.prompt_column / response_column / messages_column name the columns)",
             ) from None
@@ -173,7 +174,7 @@ def _append(
     missing = [c for c in cols.needed() if c not in record]
     if missing:
         raise InputError(
-            f"{_where(source, row)}: no column {missing[0]!r}; the columns are: {', '.join(map(str, record)) or '(none)'}",
+            f"{row_place(source, row)}: no column {missing[0]!r}; the columns are: {', '.join(map(str, record)) or '(none)'}",
             "set data.text_column / data.label_column / data.tokens_column to one of them",
         )
     for name in (cols.text, cols.text_pair):
@@ -185,13 +186,14 @@ def _append(
     if cols.tokens:
         tokens, tags = record[cols.tokens], record[cols.tags]
         if not isinstance(tokens, list) or not isinstance(tags, list):
-            raise InputError(f"{_where(source, row)}: {cols.tokens!r} and {cols.tags!r} must be lists")
+            raise InputError(f"{row_place(source, row)}: {cols.tokens!r} and {cols.tags!r} must be lists")
         if len(tokens) != len(tags):
             raise InputError(
-                f"{_where(source, row)}: {len(tokens)} tokens but {len(tags)} tags", "give one tag per token"
+                f"{row_place(source, row)}: {len(tokens)} tokens but {len(tags)} tags",
+                "give one tag per token",
             )
         if any(t is None for t in tags):
-            raise InputError(f"{_where(source, row)}: a tag is missing (null)")
+            raise InputError(f"{row_place(source, row)}: a tag is missing (null)")
         batch[cols.tokens].append([str(t) for t in tokens])
         batch[cols.tags].append([str(t) for t in tags])
 
@@ -204,35 +206,35 @@ def _label_text(value, cols: Columns, source: Source, row: int, stats: IngestSta
         or (isinstance(value, float) and math.isnan(value))
     ):
         raise InputError(
-            f"{_where(source, row)}: missing label (column {cols.label!r})",
+            f"{row_place(source, row)}: missing label (column {cols.label!r})",
             "give every row a label, or remove the unlabelled rows",
         )
     if isinstance(value, dict):
         raise InputError(
-            f"{_where(source, row)}: label {json.dumps(value)[:60]} (column {cols.label!r}) is a JSON object",
+            f"{row_place(source, row)}: label {json.dumps(value)[:60]} (column {cols.label!r}) is a JSON object",
             "give one class name or number per row (a list for multi-label data)",
         )
     if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
         raise InputError(
-            f"{_where(source, row)}: label {json.dumps(value)[:60]} (column {cols.label!r}) nests lists or objects",
+            f"{row_place(source, row)}: label {json.dumps(value)[:60]} (column {cols.label!r}) nests lists or objects",
             "a multi-label row is a flat list of class names",
         )
     text, kind = _label_and_kind(value, cols)
     if kind == "list" and cols.single_label:
         raise InputError(
-            f"{_where(source, row)}: label {text[:60]} (column {cols.label!r}) is a list, but problem_type "
+            f"{row_place(source, row)}: label {text[:60]} (column {cols.label!r}) is a list, but problem_type "
             "expects one label per row",
             "give one label per row, or set problem_type: multi_label_classification",
         )
     if cols.numeric_label and kind not in ("int", "float"):
         # Found here, the row is known; found later (when labels are encoded) it would not be.
         raise InputError(
-            f"{_where(source, row)}: label {value!r} (column {cols.label!r}) is not a number, "
+            f"{row_place(source, row)}: label {value!r} (column {cols.label!r}) is not a number, "
             "but problem_type is regression",
             "fix the label, or set problem_type to a classification type",
         )
     stats.label_kinds.add(kind)
-    stats.first_of_kind.setdefault(kind, (_where(source, row), text[:40]))
+    stats.first_of_kind.setdefault(kind, (row_place(source, row), text[:40]))
     stats.kind_counts[kind] = stats.kind_counts.get(kind, 0) + 1
     return text
 

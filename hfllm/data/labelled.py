@@ -143,3 +143,76 @@ def class_weights(train: Any, num_labels: int, setting: Any, task: str) -> list[
     values = values[values >= 0]
     counts = np.bincount(values, minlength=num_labels).astype(np.float64)
     return [float(len(values) / (num_labels * c)) if c else 0.0 for c in counts]
+
+
+def evaluation_split(
+    files: list[str], read: Any, tokenizer: Any, model_dir: Path, model_config: Any, task: str, work: Path
+) -> tuple[Any, dict[str, Any]]:
+    """Return (Dataset, manifest) of raw labelled files for evaluating a model: read and tokenized by the
+    preprocess pipeline with the model's tokenizer, its label map (a label outside it is refused, naming
+    the row; classes the files lack are fine) and its training-time cleaning (model/cleaning.json). Every
+    row is kept (no de-duplication or length filters; rows left without text are dropped and counted)."""
+    from hfllm.config import validate_config
+    from hfllm.config.schemas.preprocess import PreprocessConfig
+    from hfllm.data.cleaning import recorded_cleaning
+    from hfllm.data.pipeline import Timer, build
+    from hfllm.data.sources import resolve_sources
+    from hfllm.tasks.names import problem_type_of
+
+    problem_type = problem_type_of(model_config) if task != TOKEN else None
+    label2id = (
+        None if problem_type == REGRESSION else {str(n): int(i) for i, n in model_config.id2label.items()}
+    )
+    columns = ("format", "text_column", "text_pair_column", "label_column", "label_separator")
+    data = {"files": list(files), **{k: getattr(read, k) for k in (*columns, "tokens_column", "tags_column")}}
+    mapping: dict[str, Any] = {
+        "kind": "preprocess",
+        "task": task,
+        "data": data,
+        "clean": _evaluation_cleaning(recorded_cleaning(model_dir)),
+        "split": {"validation": 0, "test": 0},
+        "tokenizer": {"name_or_path": str(model_dir)},
+        "packing": {
+            "mode": "supervised",
+            "max_length": read.max_length or _trained_length(tokenizer, model_config),
+        },
+    }
+    if problem_type:
+        mapping["problem_type"] = problem_type
+    config = validate_config(PreprocessConfig, mapping, {}, "evaluate --data (raw files)")
+    sources = resolve_sources(config.data, work / "stdin")
+    splits, manifest, _ = build(config, sources, work, Timer(), tokenizer=tokenizer, label2id=label2id)
+    dropped = {k: v for k, v in manifest["counts"].get("dropped", {}).items() if v}
+    if dropped:
+        log.warning("rows not evaluated: %s", ", ".join(f"{v} {k}" for k, v in dropped.items()))
+    return splits["train"], manifest
+
+
+def _evaluation_cleaning(recorded: Any) -> dict[str, Any]:
+    """Return the preprocess `clean:` of evaluation files: the model's text steps, no filters."""
+    steps = (
+        recorded.model_dump()
+        if recorded is not None
+        else {
+            "html": False,
+            "unicode_normalization": "none",
+            "remove_control": False,
+            "replace_urls": None,
+            "replace_emails": None,
+            "lowercase": False,
+            "collapse_whitespace": False,
+        }
+    )
+    return {**steps, "min_chars": 1, "max_chars": None, "min_words": 0, "max_words": None, "dedup": False}
+
+
+def _trained_length(tokenizer: Any, model_config: Any) -> int:
+    """Return the length the model was trained on (its tokenizer's model_max_length, set at export),
+    within its position embeddings."""
+    positions = getattr(model_config, "max_position_embeddings", None) or 512
+    limit = (
+        tokenizer.model_max_length
+        if tokenizer.model_max_length and tokenizer.model_max_length < 10**6
+        else positions
+    )
+    return max(8, min(limit, positions))

@@ -26,6 +26,7 @@ from hfllm.fsutil import DirLock, make_writable_dir, remove_empty_dirs
 from hfllm.output import log
 from hfllm.owners import MARKER, check_owner, owner_of, write_marker
 from hfllm.tasks.names import problem_type_from_labels
+from hfllm.tasks.tagging import tag_scheme
 
 
 class Timer:
@@ -84,7 +85,7 @@ def run_preprocess(config, force: bool = False) -> dict[str, Any]:
         log.info("building %s: %s", out, "--force" if force else reason)
         if not checked:
             check_refs(hub_refs(config.data))
-        splits, manifest, tokenizer = _build(config, sources, work, timer)
+        splits, manifest, tokenizer = build(config, sources, work, timer)
         manifest["cache_key"] = key
         _save(out, work, splits, tokenizer, config, manifest, timer)
         built = True
@@ -116,8 +117,12 @@ def _check_datasets_first(config, out: Path, force: bool) -> bool:
     return True
 
 
-def _build(config, sources, work: Path, timer: Timer, tokenizer=None, label2id=None):
-    """Return (DatasetDict, manifest without cache key, tokenizer) for the inputs."""
+def build(config, sources, work: Path, timer: Timer, tokenizer=None, label2id=None):
+    """Return (DatasetDict, manifest without cache key, tokenizer) for the inputs.
+
+    `tokenizer`: use this one instead of loading or training one; `label2id`: a model's label map, which
+    the labels must keep to (evaluate on raw files: a label outside it is refused, naming its row).
+    """
     from datasets import DatasetDict
 
     from hfllm.data import stages
@@ -189,6 +194,11 @@ def _labels(config, cols, cleaned, rows, ingested, given, sources, warnings) -> 
     where = f"{', '.join(s.path for s in sources[:2])}{'...' if len(sources) > 2 else ''}"
     if config.task == "token-classification":
         names = tag_names(cleaned.select(kept)[cols.tags])
+        try:
+            if given is None:  # the entity scorer (seqeval, strict) reads IOB2 / IOBES tags only
+                tag_scheme(names)
+        except ValueError as exc:
+            raise InputError(f"{where}: column {cols.tags!r}: {exc}") from None
     else:
         ingested.check_label_kinds(cols.label)
         info["problem_type"] = problem_type_from_labels(config.problem_type, ingested.label_kinds)
@@ -201,6 +211,9 @@ def _labels(config, cols, cleaned, rows, ingested, given, sources, warnings) -> 
                 )
             return info
         names = label_names(cleaned.select(kept)[cols.label], info["problem_type"])
+        if given is not None:
+            info["names"], info["label2id"] = _given_labels(names, given, cleaned, kept, cols, sources)
+            return info
         if len(names) < 2:
             raise InputError(
                 f"{where}: column {cols.label!r} holds {len(names)} class ({', '.join(names)}); "
@@ -209,12 +222,8 @@ def _labels(config, cols, cleaned, rows, ingested, given, sources, warnings) -> 
             )
         warnings += rare_class_warnings(cleaned.select(kept)[cols.label], info["problem_type"], cols.label)
     if given is not None:
-        unknown = sorted(set(names) - set(given))
-        if unknown:
-            raise InputError(
-                f"labels not in the model's label2id: {', '.join(unknown[:10])}", "use the same label set"
-            )
-        names = [n for n, _ in sorted(given.items(), key=lambda item: item[1])]
+        info["names"], info["label2id"] = _given_labels(names, given, cleaned, kept, cols, sources)
+        return info
     info["names"], info["label2id"] = names, {n: i for i, n in enumerate(names)}
     if info["problem_type"] == "single_label_classification":
         missing = sorted(set(names) - set(cleaned.select(rows["train"])[cols.label]))
@@ -223,6 +232,33 @@ def _labels(config, cols, cleaned, rows, ingested, given, sources, warnings) -> 
                 "labels with no train example (the model cannot learn them): %s", ", ".join(missing[:10])
             )
     return info
+
+
+def _given_labels(names, given: dict[str, int], cleaned, kept, cols, sources) -> tuple[list[str], dict]:
+    """Return (names, label2id) of a model's label map; a label of the data outside it is an InputError
+    naming the label and the first row that has it. Classes the data lacks are fine."""
+    import json
+
+    from hfllm.data.ingest import row_place
+
+    unknown = sorted(set(names) - set(given))
+    if unknown:
+        rows = cleaned.select(kept)
+        column = rows[cols.tags or cols.label]
+        has = [
+            unknown[0] in (value if cols.tags else json.loads(value) if value.startswith("[") else [value])
+            for value in column
+        ]
+        first = rows[has.index(True)]
+        place = row_place(sources[first["_file"]], first["_row"])
+        known = ", ".join(sorted(given, key=given.get))
+        raise InputError(
+            f"{place}: label {unknown[0]!r} is not one of the model's labels ({known})"
+            + (f"; other unknown labels: {', '.join(map(repr, unknown[1:6]))}" if len(unknown) > 1 else ""),
+            "evaluate on rows labelled with the model's classes (or fine-tune a model on these labels)",
+        )
+    names = [n for n, _ in sorted(given.items(), key=lambda item: item[1])]
+    return names, {n: i for i, n in enumerate(names)}
 
 
 def _tokenizer(config, train_ds, cols, work: Path):

@@ -26,26 +26,31 @@ from hfllm.output import log
 from hfllm.owners import MARKER, check_owner, write_marker
 from hfllm.tasks.classification import clean, sequence_metrics, sequence_outputs
 from hfllm.tasks.names import IGNORE_INDEX, MASKED_LM, MULTI, REGRESSION, SEQUENCE, TOKEN, problem_type_of
+from hfllm.tasks.tagging import tag_scheme
 
 OUTPUTS = ("metrics.json", "predictions.jsonl", "per_class.txt", "confusion_matrix.png")
 
 
 def run_evaluate(
     model_dir: Path,
-    data_dir: Path,
-    split: str,
-    output_dir: Path,
+    data: Path | list[Path],
+    split: str = "test",
+    output_dir: Path | None = None,
     batch_size: int = 64,
     overwrite: bool = False,
     seed: int = 42,
     stride: int | None = None,
+    read: Any = None,
 ) -> dict[str, Any]:
     """Return the evaluation summary after writing its files into `output_dir`.
 
-    A causal LM is scored by hfllm.inference.evaluate_causal: on a data dir split, or on a text file
-    (`data_dir` a file) with a sliding window moving by `stride` tokens.
+    `data`: a data dir (its `split` is scored), or raw labelled files read with the model's label map and
+    training-time cleaning (`read`: their columns, an EvaluateDataSection). A causal LM is scored by
+    hfllm.inference.evaluate_causal: on a data dir split, or on text files with a sliding window moving
+    by `stride` tokens.
     """
     started = time.time()
+    paths = [Path(p) for p in (data if isinstance(data, (list, tuple)) else [data])]
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir, split)
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError(f"--output-dir {output_dir} is a file", "give a new or empty directory")
@@ -59,8 +64,10 @@ def run_evaluate(
         if is_causal_model_dir(Path(resolve(str(model_dir), "--model").location)):
             from hfllm.inference.evaluate_causal import run_evaluate_causal
 
-            return run_evaluate_causal(Path(model_dir), Path(data_dir), split, output_dir, batch_size, stride)
-        return _evaluate(model_dir, data_dir, split, output_dir, batch_size, seed, started)
+            return run_evaluate_causal(Path(model_dir), paths, split, output_dir, batch_size, stride)
+        if len(paths) == 1 and paths[0].is_dir():
+            return _evaluate(model_dir, paths[0], split, output_dir, batch_size, seed, started)
+        return _evaluate_files(model_dir, paths, read, output_dir, batch_size, started)
     except BaseException:
         remove_empty_dirs(created)  # a refused evaluation leaves nothing behind
         raise
@@ -81,6 +88,51 @@ def _evaluate(model_dir, data_dir, split: str, output_dir: Path, batch_size: int
         raise InputError(f"{data_dir}/{split}: the split is empty")
     if task != MASKED_LM:
         check_labels(model.config, data, dataset, task, str(data_dir))
+    summary = _score(
+        model, tokenizer, task, dataset, output_dir, batch_size, seed, f"{Path(model_dir).name} on {split}"
+    )
+    return _result(summary, model_dir, str(data_dir), output_dir, {"split": split}, started)
+
+
+def _evaluate_files(
+    model_dir, paths: list[Path], read: Any, output_dir: Path, batch_size: int, started: float
+):
+    import shutil
+    import tempfile
+
+    from hfllm.config.schemas.evaluate import EvaluateDataSection
+    from hfllm.data.labelled import evaluation_split
+
+    model, tokenizer, task = load_for_inference(Path(model_dir), tasks=(SEQUENCE, TOKEN, MASKED_LM))
+    if task == MASKED_LM:
+        raise InputError(
+            f"{model_dir}: a masked LM is evaluated on a data dir made with its tokenizer, not on raw files",
+            "run `hfllm preprocess` with tokenizer.name_or_path set to the model, then --data that dir",
+        )
+    location = Path(resolve(str(model_dir), "--model").location)
+    work = Path(tempfile.mkdtemp(prefix=".data-", dir=output_dir))  # a run writes only in its output dir
+    try:
+        dataset, _ = evaluation_split(
+            [str(p) for p in paths],
+            read or EvaluateDataSection(),
+            tokenizer,
+            location,
+            model.config,
+            task,
+            work,
+        )
+        title = f"{Path(model_dir).name} on {paths[0].name}" + (
+            f" (+{len(paths) - 1})" if len(paths) > 1 else ""
+        )
+        summary = _score(model, tokenizer, task, dataset, output_dir, batch_size, 0, title)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    data = ", ".join(map(str, paths))
+    return _result(summary, model_dir, data, output_dir, {"data": [str(p) for p in paths]}, started)
+
+
+def _score(model, tokenizer, task: str, dataset, output_dir: Path, batch_size: int, seed: int, title: str):
+    """Return (metrics, files) after scoring `dataset` and writing the outputs (earlier ones removed)."""
     # Every check passed: only now may earlier results in the output dir go.
     write_marker(output_dir, "evaluate")
     for name in OUTPUTS:
@@ -91,15 +143,20 @@ def _evaluate(model_dir, data_dir, split: str, output_dir: Path, batch_size: int
     else:
         evaluator = evaluate_tokens if task == TOKEN else evaluate_sequences
         metrics, records = evaluator(model, tokenizer, dataset, batch_size)
-        files = write_class_outputs(output_dir, metrics, f"{Path(model_dir).name} on {split}")
-    metrics = clean({"task": task, "split": split, "examples": len(dataset), **metrics})
+        files = write_class_outputs(output_dir, metrics, title)
     write_predictions(output_dir / "predictions.jsonl", records)
+    return {"task": task, "examples": len(dataset), **metrics}, files
+
+
+def _result(summary, model_dir, data: str, output_dir: Path, source: dict[str, Any], started: float):
+    metrics, files = summary
+    metrics = clean({"task": metrics.pop("task"), **source, **metrics})
     atomic_write_json(output_dir / "metrics.json", metrics)
     headline = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     return {
         "status": "ok",
         "model_dir": str(model_dir),
-        "data_dir": str(data_dir),
+        "data_dir": data,
         "output_dir": str(output_dir),
         "metrics": headline,
         "files": {
@@ -208,6 +265,9 @@ def evaluate_tokens(
             "token-classification data needs `tokens` and `tags` columns (preprocess supervised mode)"
         )
     words, tags = list(dataset["tokens"]), list(dataset["tags"])
+    names = getattr(dataset.features["tags"], "feature", None)
+    if hasattr(names, "int2str"):  # preprocess stores tags as class ids (a ClassLabel sequence)
+        tags = [[names.int2str(int(t)) for t in row] for row in tags]
     limit = min(getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length or 512)
     encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=limit)
     rows = [
@@ -230,7 +290,8 @@ def evaluate_tokens(
             }
         )
     gold_all = [list(t) for t in tags]
-    metrics = compute("seqeval_bio", predictions=predicted_all, references=gold_all)
+    scheme = tag_scheme(id2label.values())
+    metrics = compute("entities", predictions=predicted_all, references=gold_all, scheme=scheme)
     flat_gold = [t for row in gold_all for t in row]
     flat_pred = [t for row in predicted_all for t in row]
     names = [id2label[i] for i in sorted(id2label)]

@@ -16,6 +16,7 @@ import numpy as np
 
 from hfllm.errors import InputError
 from hfllm.fsutil import atomic_write_json
+from hfllm.models.loader import resolve
 from hfllm.output import log
 from hfllm.tasks.causal_lm import IGNORE_INDEX, CausalLMCollator, perplexity
 
@@ -23,22 +24,32 @@ OUTPUTS = ("metrics.json", "predictions.jsonl")
 
 
 def run_evaluate_causal(
-    model_dir: Path, data: Path, split: str, output_dir: Path, batch_size: int = 16, stride: int | None = None
+    model_dir: Path,
+    data: Path | list[Path],
+    split: str,
+    output_dir: Path,
+    batch_size: int = 16,
+    stride: int | None = None,
 ) -> dict[str, Any]:
-    """Return the evaluation summary of a causal LM on a data dir split or a text file, after writing
-    metrics.json and predictions.jsonl into `output_dir`."""
+    """Return the evaluation summary of a causal LM on a data dir split or text files (cleaned as the
+    model's training text was), after writing metrics.json and predictions.jsonl into `output_dir`."""
+    from hfllm.data.cleaning import inference_cleaner
     from hfllm.models.causal import context_length, load_causal_lm
 
     started = time.time()
-    data = Path(data)
-    if data.is_file():
-        texts = read_texts(data)
+    paths = [Path(p) for p in (data if isinstance(data, (list, tuple)) else [data])]
+    data = paths[0]
+    if len(paths) > 1 or data.is_file():
+        texts = [text for path in paths for text in read_texts(path)]
         model, tokenizer = load_causal_lm(Path(model_dir))
+        clean = inference_cleaner(resolve(str(model_dir), "--model").location)
+        texts = [clean(text) for text in texts]
         limit = context_length(model) or 1024
         metrics, records = evaluate_texts(
             model, tokenizer, texts, limit, stride or max(limit // 2, 1), batch_size
         )
-        metrics = {"data": str(data), "documents": len(texts), **metrics}
+        shown = str(data) if len(paths) == 1 else [str(p) for p in paths]
+        metrics = {"data": shown, "documents": len(texts), **metrics}
     else:
         dataset, data_dir = _split(data, split)
         model, tokenizer = load_causal_lm(Path(model_dir))
@@ -56,7 +67,7 @@ def run_evaluate_causal(
     return {
         "status": "ok",
         "model_dir": str(model_dir),
-        "data_dir": str(data),
+        "data_dir": ", ".join(map(str, paths)),
         "output_dir": str(output_dir),
         "metrics": metrics,
         "files": {
@@ -103,6 +114,8 @@ def _check_fits(model: Any, tokenizer: Any, data: Any, dataset: Any, where: str)
 
 def read_texts(path: Path) -> list[str]:
     """Return the documents of a text file: a .jsonl's `text` fields (one per line), else the whole file."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file", "give text files, or a data dir made by `hfllm preprocess`")
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

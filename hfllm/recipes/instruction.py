@@ -61,7 +61,13 @@ class Instruction(Recipe):
         check_fits_model(splits, model, str(data.path))
         log.info("instruction-tuning %s on %d examples", source.name, len(splits["train"]))
         return Inputs(
-            model, tokenizer, data, splits, config.model.name_or_path, data.manifest.get("max_length")
+            model,
+            tokenizer,
+            data,
+            splits,
+            config.model.name_or_path,
+            data.manifest.get("max_length"),
+            base_model=config.model.name_or_path,
         )
 
     def training_settings(self, config: Any, inputs: Inputs, settings: dict[str, Any]) -> dict[str, Any]:

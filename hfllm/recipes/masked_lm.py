@@ -51,7 +51,7 @@ class MaskedLM(Recipe):
         model = self._model(config, data, splits, tokenizer, max_length)
         check_fits_model(splits, model, str(data.path))
         name = config.model.name_or_path or f"a new {config.model.type} model"
-        return Inputs(model, tokenizer, data, splits, name, max_length)
+        return Inputs(model, tokenizer, data, splits, name, max_length, base_model=config.model.name_or_path)
 
     @staticmethod
     def _model(config: Any, data: Any, splits: Any, tokenizer: Any, max_length: int) -> Any:

@@ -9,6 +9,7 @@ import numpy as np
 
 from hfllm.metrics import compute
 from hfllm.tasks.names import IGNORE_INDEX, MULTI, REGRESSION, SINGLE, TOKEN
+from hfllm.tasks.tagging import tag_scheme
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -106,7 +107,8 @@ def make_compute_metrics(task: str, problem_type: str | None, id2label: dict[int
         labels = eval_pred.label_ids
         if task == TOKEN:
             predicted, gold = token_tags(logits, labels, id2label or {})
-            metrics = compute("seqeval_bio", predictions=predicted, references=gold)
+            scheme = tag_scheme(id2label.values()) if id2label else None
+            metrics = compute("entities", predictions=predicted, references=gold, scheme=scheme)
         else:
             predictions, _ = sequence_outputs(logits, problem_type or SINGLE)
             metrics = sequence_metrics(predictions, labels, problem_type or SINGLE, id2label)

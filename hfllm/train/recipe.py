@@ -19,6 +19,9 @@ class Inputs:
     splits: dict[str, Any]  # train, and validation / test when the data has them
     model_name: str  # where the model came from, for the card and messages
     max_length: int | None = None
+    # The model the run starts from (a dir, `package:NAME` or a Hub id); None from scratch. The card's
+    # `base_model` (a Hub id only; the card's text names a local dir).
+    base_model: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # extra run facts a resume must keep (labels...)
     info: dict[str, Any] = field(default_factory=dict)  # recipe facts for metrics.json (problem_type...)
 
@@ -31,12 +34,14 @@ class Inputs:
 
 @dataclass
 class Card:
-    """The recipe's part of a model card."""
+    """The recipe's part of a model card; the runner adds the Hub metadata every card has (base_model,
+    datasets, license, language, model-index with the results: hfllm.train.export.model_card)."""
 
     title: str
     summary: str
-    pipeline_tag: str
+    pipeline_tag: str  # also the model-index task type
     data: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)  # besides `hfllm` and the pipeline tag
 
 
 class Recipe:

@@ -55,6 +55,7 @@ RUN_ENTRIES = (
     "metrics.json",
     "loss.png",
     "tensorboard",
+    "hub.json",  # training.push_to_hub: where model/ was uploaded
 )
 # Set in the workers of a launch whose launcher holds the run dir's lock (they must not take it again).
 LOCK_HELD_ENV = "HFLLM_RUN_LOCK_HELD"

@@ -40,6 +40,7 @@ def run(
     `callbacks`: extra TrainerCallbacks (e.g. a sweep's pruning).
     """
     from hfllm.recipes import recipe_for
+    from hfllm.train import hub_push
 
     started = time.time()
     recipe = recipe or recipe_for(config)
@@ -48,13 +49,26 @@ def run(
         try:
             if rundir.finished:
                 log.info("%s already holds this finished run; nothing to do", rundir.path)
+                push_if_pending(config, rundir)  # an upload that failed last time is retried
                 return result(rundir, read_metrics(rundir), "already_finished", started)
+            hub_push.check_push(config)  # offline or no token: refused before any training
             if rundir.resume_from is not None:
                 log.info("resuming from %s", rundir.resume_from)
             metrics = _train(recipe, config, rundir, resume_force, callbacks, started)
+            push_if_pending(config, rundir)
             return result(rundir, metrics, "finished", started)
         finally:
             rundir.close()
+
+
+def push_if_pending(config: Any, rundir: RunDir) -> None:
+    """Upload the finished model/ (rank 0, once) when training.push_to_hub asks and it is not yet pushed."""
+    from hfllm.launch import is_main_process
+    from hfllm.train import hub_push
+
+    if is_main_process() and hub_push.pending(config, rundir.path):
+        hub_push.check_push(config)
+        hub_push.push_model(config, rundir.path, rundir.model)
 
 
 def open_run(recipe: Recipe, config: Any, resume: str, overwrite: bool, resume_force: bool) -> RunDir:
@@ -121,6 +135,9 @@ def training_settings(recipe: Recipe, config: Any, inputs: Inputs, rundir: RunDi
     if settings.get("output_dir") not in (None, str(rundir.checkpoints)):
         log.warning("training.output_dir is ignored: checkpoints go to %s", rundir.checkpoints)
     settings["output_dir"] = str(rundir.checkpoints)
+    # hfllm pushes the final model/ itself, once (hfllm.train.hub_push says why); the token stays out
+    # of the Trainer, so it is in no checkpoint's training_args.bin.
+    settings.update(push_to_hub=False, hub_token=None)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(rundir.tensorboard)
     if inputs.validation is None:
         log.warning(
@@ -203,6 +220,7 @@ def export(recipe: Recipe, config: Any, rundir: RunDir, trainer: Any, inputs: In
     """Write model/ (with its card), loss.png and metrics.json; metrics.json last marks the run finished."""
     import math
 
+    from hfllm.data.cleaning import CLEANING_FILE, cleaning_record
     from hfllm.launch import is_main_process
     from hfllm.train.export import export_model, full_state_dict, model_card, plot_losses, write_metrics
 
@@ -210,10 +228,23 @@ def export(recipe: Recipe, config: Any, rundir: RunDir, trainer: Any, inputs: In
     if not is_main_process():
         return
     card = recipe.card(config, inputs, metrics)
-    shown = {k: v for k, v in (metrics.get("test") or metrics.get("validation") or {}).items()}
-    text = model_card(card.title, card.summary, card.data, to_yaml(config), shown, card.pipeline_tag)
+    split = "test" if metrics.get("test") else "validation"
+    text = model_card(
+        card,
+        to_yaml(config),
+        metrics.get(split) or {},
+        split,
+        name=rundir.path.resolve().name,
+        base_model=inputs.base_model,
+        data_dir=str(inputs.data.path),
+        inputs=inputs.data.manifest.get("inputs"),
+        license=getattr(config, "license", None),
+        language=getattr(config, "language", None),
+    )
     recipe.before_export(inputs)
-    export_model(trainer.model, inputs.tokenizer, rundir.model, text, state_dict)
+    record = cleaning_record(inputs.data.path, inputs.data.manifest)  # predict and generate repeat it
+    files = {CLEANING_FILE: json.dumps(record, indent=2) + "\n"} if record else {}
+    export_model(trainer.model, inputs.tokenizer, rundir.model, text, state_dict, files)
     unigram = (metrics.get("validation") or {}).get("unigram_perplexity")
     baselines = {"unigram baseline (validation)": math.log(unigram)} if unigram and unigram > 0 else None
     plot_losses(trainer.state.log_history, rundir.loss_plot, f"{rundir.path.name}: {card.title}", baselines)
@@ -288,6 +319,7 @@ def launch_workers(recipe, config, resume, overwrite, resume_force, needs_launch
     """Start the workers under torchrun while this process holds the run dir's lock; return the result
     of a run that is already finished (no workers needed), else None. Raise SystemExit on failure."""
     from hfllm.launch import launch_if_asked
+    from hfllm.train import hub_push
     from hfllm.train.facts import check_world_size_before_launch
     from hfllm.train.rundir import LOCK_HELD_ENV
 
@@ -295,8 +327,10 @@ def launch_workers(recipe, config, resume, overwrite, resume_force, needs_launch
     rundir = open_run(recipe, config, resume, overwrite, resume_force)
     try:
         if rundir.finished:
+            push_if_pending(config, rundir)
             return result(rundir, read_metrics(rundir), "already_finished", started)
         processes = (launch.get("num_processes") or 1) * (launch.get("num_machines") or 1)
+        hub_push.check_push(config)
         # Refused here, once, rather than by every worker after it loaded everything.
         check_world_size_before_launch(Path(config.output_dir), resume, overwrite, resume_force, processes)
         os.environ[LOCK_HELD_ENV] = str(rundir.path.resolve())

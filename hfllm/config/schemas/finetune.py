@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from hfllm.config.schemas.base import FileList, Section, training_section
+from hfllm.config.schemas.base import FileList, Language, License, Section, training_section
 
 # hfllm's defaults for fine-tuning; every key is a TrainingArguments field and the user's keys win.
 # metric_for_best_model is left unset here: finetune picks the task's headline metric (f1_macro,
@@ -115,6 +115,8 @@ class FinetuneConfig(Section):
         "runs/finetune", description="Run dir: config.yaml, checkpoints/, model/, metrics.json."
     )
     model: FinetuneModelSection = Field(description="The model to start from.")
+    license: License
+    language: Language
     data: FinetuneDataSection = Field(description="The labelled data.")
     class_weights: Literal["none", "balanced"] | list[float] = Field(
         "none",

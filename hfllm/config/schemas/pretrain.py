@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from hfllm.config.schemas.base import Section, training_section
+from hfllm.config.schemas.base import Language, License, Section, training_section
 
 # hfllm's defaults for a masked-LM run; every key is a TrainingArguments field and the user's keys win.
 PRETRAIN_TRAINING_DEFAULTS: dict[str, Any] = {
@@ -133,6 +133,8 @@ class PretrainConfig(Section):
         "runs/pretrain", description="Run dir: config.yaml, checkpoints/, model/, metrics.json."
     )
     model: ModelSection = Field(default_factory=ModelSection, description="The model to train.")
+    license: License
+    language: Language
     masking: MaskingSection = Field(default_factory=MaskingSection, description="Masked-LM masking.")
     training: training_section(PRETRAIN_TRAINING_DEFAULTS) = Field(  # type: ignore[valid-type]
         description="transformers.TrainingArguments fields over hfllm's pretraining defaults "
