@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "finetune": "hfllm.commands.finetune:finetune",
     "evaluate": "hfllm.commands.evaluate:evaluate",
     "predict": "hfllm.commands.predict:predict",
+    "export": "hfllm.commands.export:export",
     "demo": "hfllm.commands.demo:demo",
 }
 GROUPS: dict[str, str] = {

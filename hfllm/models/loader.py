@@ -101,6 +101,11 @@ def check_model_dir(path: Path, allow_pickle: bool = False, tokenizer: bool = Tr
         raise InputError(
             f"model dir not found: {path}", "give the model/ dir of an `hfllm finetune` or `pretrain` run"
         )
+    if (path / "adapter_config.json").is_file():
+        raise InputError(
+            f"{path}: a LoRA adapter, not a full model",
+            f"merge it into its base first (hfllm export --merge {path} --output-dir DIR) and give DIR",
+        )
     if not (path / "config.json").is_file():
         raise InputError(f"{path}: no config.json; is this a model dir?", "give a run's model/ dir")
     _check_config_json(path / "config.json")
@@ -172,12 +177,25 @@ def load_model(
 
 
 def load_for_inference(model_dir: Path, device: str | None = None):
-    """Return (model, tokenizer, task) of a saved model dir, in eval mode on `device`."""
+    """Return (model, tokenizer, task) of a saved model dir (or LoRA adapter dir), in eval mode on `device`."""
     import torch
-    from transformers import AutoConfig
+
+    from hfllm.models.adapters import is_adapter_dir, load_adapter_model
 
     source = resolve(str(model_dir), "--model")
     path = Path(source.location)
+    if is_adapter_dir(path):  # the base model named in adapter_config.json, with the adapter on top
+        model, tokenizer, task = load_adapter_model(path)
+    else:
+        model, tokenizer, task = _load_full_model(path)
+    check_vocab_fits(tokenizer, model, str(path))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer, task
+
+
+def _load_full_model(path: Path) -> tuple[Any, Any, str]:
+    from transformers import AutoConfig
+
     check_model_dir(path)
     try:
         config = AutoConfig.from_pretrained(str(path))
@@ -186,9 +204,7 @@ def load_for_inference(model_dir: Path, device: str | None = None):
     task = task_of(config, str(path / "config.json"))
     tokenizer = load_tokenizer(str(path), key="--model")
     model = load_model(str(path), task, key="--model")
-    check_vocab_fits(tokenizer, model, str(path))
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), tokenizer, task
+    return model, tokenizer, task
 
 
 def check_vocab_fits(tokenizer: Any, model: Any, where: str) -> None:

@@ -35,6 +35,10 @@ def export_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         model.save_pretrained(str(staging), state_dict=state_dict)
+        if hasattr(model, "peft_config"):  # an adapter: the base model is loaded with this head config
+            from hfllm.models.adapters import save_head_config
+
+            save_head_config(model, staging)
         tokenizer.save_pretrained(str(staging))
         (staging / "README.md").write_text(card, encoding="utf-8")
         if dest.exists():
@@ -53,13 +57,16 @@ def model_card(
     config_yaml: str,
     metrics: dict[str, Any],
     pipeline_tag: str = "fill-mask",
+    library_name: str | None = None,
 ) -> str:
-    """Return a model card (README.md) that states the data, the full config and the metrics."""
+    """Return a model card (README.md) that states the data, the full config and the metrics.
+
+    `library_name`: the Hub's loader of the model (default transformers; peft for an adapter)."""
     rows = "\n".join(
         f"| {key} | {_fmt(value)} |" for key, value in metrics.items() if not isinstance(value, (dict, list))
     )
     return f"""---
-library_name: transformers
+library_name: {library_name or "transformers"}
 pipeline_tag: {pipeline_tag}
 tags:
 - hfllm

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from hfllm.config.schemas.base import Section, training_section
+from hfllm.config.schemas.peft import PeftSection
 
 # hfllm's defaults for a masked-LM run; every key is a TrainingArguments field and the user's keys win.
 PRETRAIN_TRAINING_DEFAULTS: dict[str, Any] = {
@@ -126,7 +127,21 @@ class PretrainConfig(Section):
     )
     model: ModelSection = Field(default_factory=ModelSection, description="The model to train.")
     masking: MaskingSection = Field(default_factory=MaskingSection, description="Masked-LM masking.")
+    peft: PeftSection | None = Field(
+        None,
+        description="Continue pretraining `model.name_or_path` with a LoRA adapter instead of every weight "
+        "(null: all weights train).",
+    )
     training: training_section(PRETRAIN_TRAINING_DEFAULTS) = Field(  # type: ignore[valid-type]
         description="transformers.TrainingArguments fields over hfllm's pretraining defaults "
         "(output_dir is the run dir's checkpoints/ and is set by hfllm)."
     )
+
+    @model_validator(mode="after")
+    def _adapter_needs_a_base(self) -> PretrainConfig:
+        if self.peft is not None and not self.model.name_or_path:
+            raise ValueError(
+                "peft: an adapter trains on top of a pretrained model; set model.name_or_path "
+                "(a new model from scratch trains all its weights: remove the peft section)"
+            )
+        return self
