@@ -18,6 +18,7 @@ from conftest import run_cli
 from tests.fixtures.bad_inputs import (
     cases_config,
     cases_inference,
+    cases_lora,
     cases_preprocess,
     cases_training,
     cases_trust,
@@ -38,6 +39,7 @@ TABLES = (
     cases_training.CASES,
     cases_inference.CASES,
     cases_trust.CASES,
+    cases_lora.CASES,
 )
 CASES = {name: build for table in TABLES for name, build in table.items()}
 # One case per exit path that matters: a config error, a data error while reading, predict's stdin.
@@ -47,7 +49,7 @@ SUBPROCESS = ("config-validate-unknown-key", "preprocess-corpus-latin1", "predic
 def test_the_matrix_covers_every_command():
     assert len(CASES) == sum(len(t) for t in TABLES), "two cases share a name"
     assert len(CASES) >= 115 and len(cases_trust.CASES) >= 30  # issue 8 gave 85; issue 13 added 30 more
-    commands = ("config", "preprocess", "pretrain", "finetune", "evaluate", "predict")
+    commands = ("config", "preprocess", "pretrain", "finetune", "evaluate", "predict", "export")
     assert {name.split("-")[0] for name in CASES} == set(commands)
 
 

@@ -191,8 +191,9 @@ def apply_peft(model: Any, settings: Any, base_name: str) -> Any:
             wrapped = get_peft_model(model, lora)
     except (ValueError, TypeError, NotImplementedError) as exc:  # e.g. a target layer type LoRA lacks
         raise ConfigError(f"peft: {first_line(exc)}", "check peft.target_modules") from None
-    # peft records the path the weights were read from; record the name the user gave (see base_reference).
-    wrapped.peft_config["default"].base_model_name_or_path = base_reference(base_name)
+    # peft records the path the weights were read from (checkpoints keep it: peft looks for the base's
+    # config.json there at each save); model/ records the name the user gave (finish_adapter_dir).
+    wrapped.hfllm_base_model = base_reference(base_name)
     sizes = parameter_counts(wrapped)
     facts = adapter_facts(wrapped)
     log.info(
@@ -264,16 +265,28 @@ def card_note(model: Any) -> str:
     return (
         f"This is a LoRA adapter (r={facts.get('r')}, alpha={facts.get('alpha')}, on "
         f"{', '.join(facts.get('target_modules', []))}), not a full model. Base model: "
-        f"`{model.peft_config['default'].base_model_name_or_path}`. `hfllm predict` and `hfllm evaluate` "
+        f"`{base_model_of(model)}`. `hfllm predict` and `hfllm evaluate` "
         "load the base and the adapter; `hfllm export --merge` writes a full model. With stock peft: "
         "`PeftModel.from_pretrained(AutoModelFor<Task>.from_pretrained(BASE, "
         "config=AutoConfig.from_pretrained(THIS_DIR)), THIS_DIR)`."
     )
 
 
-def save_head_config(model: Any, directory: Path) -> None:
-    """Write the trained model's config.json beside the adapter: the head (labels, problem type) that
-    the base model is loaded with before the adapter goes on; full precision whatever it trained in."""
+def base_model_of(model: Any) -> str:
+    """Return the base model of a peft model as model/ records it (the name the user gave, see base_reference)."""
+    return getattr(model, "hfllm_base_model", None) or model.peft_config["default"].base_model_name_or_path
+
+
+def finish_adapter_dir(model: Any, directory: Path) -> None:
+    """Complete an adapter dir that peft's save_pretrained wrote: adapter_config.json names the base as the
+    user gave it, and config.json (the trained model's config) keeps the head (labels, problem type) that
+    the base is loaded with before the adapter goes on, in full precision whatever it trained in."""
+    directory = Path(directory)
+    record = read_adapter_config(directory)
+    record["base_model_name_or_path"] = base_model_of(model)
+    (directory / ADAPTER_CONFIG).write_text(
+        json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     base = model.get_base_model()
     config = copy.deepcopy(base.config)
     if hasattr(config, "quantization_config"):
@@ -292,6 +305,10 @@ def read_adapter_config(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise InputError(f"{file}: an adapter config is a JSON object, not {type(record).__name__}")
     return record
+
+
+def _why_missing(message: str) -> str:
+    return " (not a local dir" + (", and HF_HUB_OFFLINE is set)" if "HF_HUB_OFFLINE" in message else ")")
 
 
 def load_adapter_model(path: Path, task: str | None = None) -> tuple[Any, Any, str]:
@@ -315,11 +332,12 @@ def load_adapter_model(path: Path, task: str | None = None) -> tuple[Any, Any, s
     try:
         source = resolve(str(base), where)
     except (ConfigError, InputError) as exc:
+        if exc.hint and exc.hint.startswith("pip install"):  # package:NAME whose package is not installed
+            raise InputError(f"{path}: the adapter's base model {base}: {exc.message}", exc.hint) from None
         raise InputError(
-            f"{path}: the adapter's base model {base} is missing ({exc.message})",
-            exc.hint
-            if exc.hint and exc.hint.startswith("pip install")
-            else f"put the base model back at {base}, or write where it is now (a model dir or package:NAME) "
+            f"{path}: the adapter's base model {base} is missing"
+            + (_why_missing(exc.message) if "not found" in exc.message else f": {exc.message}"),
+            f"put the base model back at {base}, or write where it is now (a model dir or package:NAME) "
             f"into {path / ADAPTER_CONFIG} (base_model_name_or_path)",
         ) from None
     config = AutoConfig.from_pretrained(str(path)) if (path / "config.json").is_file() else None

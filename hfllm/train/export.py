@@ -35,10 +35,10 @@ def export_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         model.save_pretrained(str(staging), state_dict=state_dict)
-        if hasattr(model, "peft_config"):  # an adapter: the base model is loaded with this head config
-            from hfllm.models.adapters import save_head_config
+        if hasattr(model, "peft_config"):  # an adapter: name its base, keep its head config beside it
+            from hfllm.models.adapters import finish_adapter_dir
 
-            save_head_config(model, staging)
+            finish_adapter_dir(model, staging)
         tokenizer.save_pretrained(str(staging))
         (staging / "README.md").write_text(card, encoding="utf-8")
         if dest.exists():

@@ -27,8 +27,9 @@ class PeftSection(Section):
     )
     modules_to_save: list[str] | None = Field(
         None,
-        description="Modules trained in full and saved with the adapter. null: the task's new head "
-        "(a classifier's `classifier` / `score`); nothing for language models.",
+        description="More modules to train in full and save with the adapter. Always trained in full: a "
+        "classifier's new head (`classifier` / `score`) and any weight the base checkpoint lacked (e.g. a "
+        "pooler), which would otherwise stay at random values that loading cannot reproduce.",
     )
     bias: Literal["none", "all", "lora_only"] = Field(
         "none", description="Which biases are trained: none, all, or those of the adapted layers."
@@ -36,7 +37,7 @@ class PeftSection(Section):
     quantization: Literal["4bit"] | None = Field(
         None,
         description="4bit: QLoRA, the frozen base model loaded in 4-bit NF4 through bitsandbytes (a CUDA "
-        "GPU and `pip install bitsandbytes` needed); null: the base in its own precision.",
+        "GPU and `pip install 'hfllm[qlora]'` needed); null: the base in its own precision.",
     )
 
     @field_validator("target_modules")
@@ -65,5 +66,5 @@ def qlora_problem() -> str | None:
             "remove peft.quantization to train a LoRA adapter on the full-precision model"
         )
     if importlib.util.find_spec("bitsandbytes") is None:
-        return "QLoRA needs the bitsandbytes package: pip install bitsandbytes"
+        return "QLoRA needs the bitsandbytes package: pip install 'hfllm[qlora]' (or bitsandbytes)"
     return None
