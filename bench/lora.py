@@ -2,12 +2,12 @@
 
 Runs the shipped recipes configs/finetune/minilm-classify.yaml (full fine-tune, lr 1e-4) and
 configs/finetune/minilm-lora.yaml (LoRA r=16 on attention and MLP projections, lr 1e-3) at the same
-epochs (3, early stopping off so both train every epoch), on the same seeded split of the same CSV.
+epochs (3 by default, early stopping off so both train every epoch), on the same seeded split of the same CSV.
 Then merges the adapter (`hfllm export --merge`) and compares the merged model's logits with the
 adapter model's on the test split. Prints one JSON object: test macro-F1 of both, the gap, the
 trainable share, the adapter's size, wall times, and the largest logit difference after merging.
 
-    .venv/bin/python bench/lora.py [--epochs 3] [--output-dir runs/bench-lora]
+    .venv/bin/python bench/lora.py [--epochs 3] [--max-length 128] [--output-dir runs/bench-lora]
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ def hfllm(*args: str) -> tuple[dict, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1]), round(time.time() - started, 1)
 
 
-def finetune(recipe: str, out: Path, epochs: float) -> tuple[dict, float]:
+def finetune(recipe: str, out: Path, epochs: float, max_length: int) -> tuple[dict, float]:
     """Train a shipped recipe into `out`; return its metrics.json and the command's wall time."""
     _, seconds = hfllm(
         "--quiet", "finetune", "--config", REPO / "configs" / "finetune" / f"{recipe}.yaml",
-        "--output-dir", out, "--set", f"training.num_train_epochs={epochs}",
+        "--output-dir", out, "--set", f"training.num_train_epochs={epochs}", "--set", f"data.max_length={max_length}",
         "--set", "early_stopping.patience=null", "--set", "training.report_to=[]",
     )  # fmt: skip
     return json.loads((out / "metrics.json").read_text(encoding="utf-8")), seconds
@@ -64,12 +64,13 @@ def test_logits(model_dir: Path, data_dir: Path) -> object:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--max-length", type=int, default=128, help="Truncate inputs (the recipes' 128).")
     parser.add_argument("--output-dir", type=Path, default=REPO / "runs" / "bench-lora")
     args = parser.parse_args()
     out = args.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    full, full_s = finetune("minilm-classify", out / "full", args.epochs)
-    lora, lora_s = finetune("minilm-lora", out / "lora", args.epochs)
+    full, full_s = finetune("minilm-classify", out / "full", args.epochs, args.max_length)
+    lora, lora_s = finetune("minilm-lora", out / "lora", args.epochs, args.max_length)
     merged, merge_s = hfllm(
         "--quiet", "export", "--merge", out / "lora", "--output-dir", out / "merged", "--overwrite"
     )
@@ -85,6 +86,7 @@ def main() -> None:
         json.dumps(
             {
                 "epochs": args.epochs,
+                "max_length": args.max_length,
                 "same_test_split": same_split,
                 "test_examples": len(tests[1]),
                 "full": {

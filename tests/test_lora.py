@@ -278,10 +278,14 @@ def test_export_merge_writes_a_full_model_with_the_adapters_predictions(lora_run
     )
     print(f"merged vs adapter: max |logit difference| {difference.max():.3g} on {len(split)} test examples")
     assert difference.max() <= 1e-5
-    again = run_cli("--quiet", "export", "--merge", run / "model", "--output-dir", out)
-    assert again.returncode == 2 and "--overwrite" in again.stderr
-    replaced = run_cli("--quiet", "export", "--merge", run / "model", "--output-dir", out, "--overwrite")
-    assert replaced.returncode == 0, replaced.stderr
+    from hfllm.errors import ConfigError
+    from hfllm.models.merge import merge_adapter
+
+    with pytest.raises(ConfigError, match="--overwrite"):
+        merge_adapter(run / "model", out)
+    before = (out / "model.safetensors").stat().st_ino
+    assert merge_adapter(run / "model", out, overwrite=True)["status"] == "merged"
+    assert (out / "model.safetensors").stat().st_ino != before  # replaced by a new export
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]  # no scratch dir left beside it
 
 
@@ -316,10 +320,10 @@ def test_token_classification_trains_an_adapter(ft_build, ft_tiny, tmp_path):
     assert result.returncode == 0, result.stderr
     adapter = json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
     assert adapter["task_type"] == "TOKEN_CLS" and "classifier" in adapter["modules_to_save"]
-    predicted = run_cli(
-        "--quiet", "predict", "--model", tmp_path / "run" / "model", input="Alice lives in Paris\n"
-    )
-    assert predicted.returncode == 0 and "entities" in json.loads(predicted.stdout)
+    from hfllm.models.loader import load_for_inference
+
+    model, _, task = load_for_inference(tmp_path / "run" / "model", "cpu")
+    assert task == "token-classification" and type(model).__name__ == "PeftModelForTokenClassification"
 
 
 def test_continued_pretraining_trains_an_adapter(ft_build, ft_tiny, tmp_path):
@@ -341,9 +345,11 @@ def test_continued_pretraining_trains_an_adapter(ft_build, ft_tiny, tmp_path):
     assert adapter["task_type"] is None and adapter["modules_to_save"] is None
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["model"]["trainable_parameters"] < metrics["model"]["parameters"] / 5
-    predicted = run_cli("--quiet", "predict", "--model", model, "--top-k", "2", input="the [MASK] agent\n")
-    assert predicted.returncode == 0, predicted.stderr
-    assert len(json.loads(predicted.stdout)["masks"][0]) == 2
+    from hfllm.inference.predict import Item, Predictor
+
+    predictor = Predictor(model, batch_size=4, all_scores=False, top_k=2, max_length=None)
+    assert predictor.task == "masked-lm"
+    assert len(predictor.predict([Item(1, "the [MASK] agent")])[0]["masks"][0]) == 2
 
 
 def test_an_adapter_whose_base_is_a_package_name_loads(tmp_path):
