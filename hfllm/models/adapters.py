@@ -130,13 +130,17 @@ def new_modules(model: Any) -> list[str]:
     """Return the modules whose weights the base checkpoint lacked (a new head, a pooler), which
     from_pretrained initialised at random: they must train in full and be saved with the adapter, else
     loading the adapter later would start from other random weights. [] for a model not loaded by
-    from_pretrained (Transformers flags each weight it loaded with `_is_hf_initialized`)."""
+    from_pretrained (Transformers flags each weight it loaded with `_is_hf_initialized`).
+
+    Only leaf modules: a new weight directly on a module with children (a masked-LM head's output bias)
+    starts at a constant, and saving the whole module would copy its children (the tied decoder) too.
+    """
     params = list(model.named_parameters())
-    loaded = [name for name, p in params if getattr(p, "_is_hf_initialized", False)]
-    if not loaded:
+    if not any(getattr(p, "_is_hf_initialized", False) for _, p in params):
         return []
+    modules = dict(model.named_modules())
     fresh = [name.rsplit(".", 1)[0] for name, p in params if not getattr(p, "_is_hf_initialized", False)]
-    return list(dict.fromkeys(fresh))
+    return [name for name in dict.fromkeys(fresh) if not any(True for _ in modules[name].children())]
 
 
 def quantized_loading(config: Any) -> dict[str, Any]:
@@ -196,12 +200,16 @@ def apply_peft(model: Any, settings: Any, base_name: str) -> Any:
     wrapped.hfllm_base_model = base_reference(base_name)
     sizes = parameter_counts(wrapped)
     facts = adapter_facts(wrapped)
+    # peft lists `score` for every classifier; name only the modules this model has.
+    saved = [
+        name for name in facts["modules_to_save"] if any(n.endswith(name) for n, _ in model.named_modules())
+    ]
     log.info(
-        "LoRA r=%d alpha=%g on %s; %s: %s of %s parameters trainable (%.2f%%)",
+        "LoRA r=%d alpha=%g on %s%s: %s of %s parameters trainable (%.2f%%)",
         settings.r,
         settings.alpha,
         ", ".join(facts["target_modules"]),
-        f"also trained in full: {', '.join(facts['modules_to_save'])}" if facts["modules_to_save"] else "",
+        f"; trained in full: {', '.join(saved)}" if saved else "",
         f"{sizes['trainable']:,}",
         f"{sizes['total']:,}",
         100 * sizes["trainable"] / max(sizes["total"], 1),
@@ -251,7 +259,7 @@ def adapter_facts(model: Any) -> dict[str, Any] | None:
 def adapter_metrics(model: Any, model_dir: Path) -> dict[str, Any]:
     """Return the adapter's figures for metrics.json: trainable share and its size on disk."""
     sizes = parameter_counts(model)
-    on_disk = sum(p.stat().st_size for p in Path(model_dir).glob("adapter_model.*"))
+    on_disk = (Path(model_dir) / ADAPTER_WEIGHTS).stat().st_size
     return {
         "trainable_parameters": sizes["trainable"],
         "trainable_share": sizes["trainable"] / max(sizes["total"], 1),
