@@ -5,7 +5,9 @@ configs/finetune/minilm-lora.yaml (LoRA r=16 on attention and MLP projections, l
 epochs (3 by default, early stopping off so both train every epoch), on the same seeded split of the same CSV.
 Then merges the adapter (`hfllm export --merge`) and compares the merged model's logits with the
 adapter model's on the test split. Prints one JSON object: test macro-F1 of both, the gap, the
-trainable share, the adapter's size, wall times, and the largest logit difference after merging.
+trainable share, the adapter's size, times (wall_s: the command; run_s: the run as metrics.json records
+it, start-up to export, also right when a run dir already held the finished run; train_runtime_s: the
+training loop), and the largest logit difference after merging.
 
     .venv/bin/python bench/lora.py [--epochs 3] [--max-length 128] [--output-dir runs/bench-lora]
 """
@@ -94,6 +96,7 @@ def main() -> None:
                     "accuracy": full["test"]["accuracy"],
                     "trainable_parameters": full["model"]["trainable_parameters"],
                     "wall_s": full_s,
+                    "run_s": full["seconds"],
                     "train_runtime_s": full["train"]["runtime_s"],
                 },
                 "lora": {
@@ -105,6 +108,7 @@ def main() -> None:
                     "adapter_bytes": lora["model"]["adapter_bytes"],
                     "peft": lora["peft"],
                     "wall_s": lora_s,
+                    "run_s": lora["seconds"],
                     "train_runtime_s": lora["train"]["runtime_s"],
                 },
                 "f1_macro_gap_points": round(100 * (full["test"]["f1_macro"] - lora["test"]["f1_macro"]), 2),
