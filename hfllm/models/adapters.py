@@ -315,6 +315,21 @@ def read_adapter_config(path: Path) -> dict[str, Any]:
     return record
 
 
+def adapter_task(path: Path) -> str | None:
+    """Return the task of an adapter dir without loading any weights: from the head config beside the
+    adapter, else from its peft task_type (None: a masked-LM adapter written without a head config)."""
+    head = Path(path) / "config.json"
+    if head.is_file():
+        try:
+            architectures = json.loads(head.read_text(encoding="utf-8")).get("architectures")
+        except (OSError, ValueError, AttributeError):
+            architectures = None
+        if architectures:
+            return task_of(SimpleNamespace(architectures=architectures), str(head))
+    tasks = {v: k for k, v in PEFT_TASKS.items() if v}
+    return tasks.get(read_adapter_config(path).get("task_type"))
+
+
 def _why_missing(message: str) -> str:
     return " (not a local dir" + (", and HF_HUB_OFFLINE is set)" if "HF_HUB_OFFLINE" in message else ")")
 
@@ -323,8 +338,8 @@ def load_adapter_model(path: Path, task: str | None = None) -> tuple[Any, Any, s
     """Return (model, tokenizer, task) of an adapter dir: its base model with the adapter on top.
 
     The base comes from adapter_config.json (a local dir, `package:NAME` or a Hub name when online); the
-    head config from the config.json hfllm writes beside the adapter; `task` by default from that
-    config's head, else from the adapter's task_type.
+    head config from the config.json hfllm writes beside the adapter; `task` by default `adapter_task`,
+    else the base model's.
     """
     from peft import PeftModel
     from transformers import AutoConfig
@@ -349,13 +364,7 @@ def load_adapter_model(path: Path, task: str | None = None) -> tuple[Any, Any, s
             f"into {path / ADAPTER_CONFIG} (base_model_name_or_path)",
         ) from None
     config = AutoConfig.from_pretrained(str(path)) if (path / "config.json").is_file() else None
-    if task is None:
-        tasks = {v: k for k, v in PEFT_TASKS.items() if v}
-        task = (
-            task_of(config, str(path / "config.json"))
-            if config is not None
-            else tasks.get(record.get("task_type")) or task_of(AutoConfig.from_pretrained(source.location))
-        )
+    task = task or adapter_task(path) or task_of(AutoConfig.from_pretrained(source.location), source.name)
     with _loading_report_off():  # its new head is "MISSING" from the base: the adapter holds it
         base_model = load_model(
             str(base), task, key=where, **({"config": config} if config is not None else {})
