@@ -55,6 +55,7 @@ class MaskedLM(Recipe):
 
     @staticmethod
     def _model(config: Any, data: Any, splits: Any, tokenizer: Any, max_length: int) -> Any:
+        from hfllm.models.adapters import quantized_loading
         from hfllm.models.builders import build_new_model, init_output_bias
         from hfllm.models.loader import check_model_dir, load_model, load_tokenizer, resolve
         from hfllm.models.preflight import check_same_tokenizer
@@ -78,6 +79,7 @@ class MaskedLM(Recipe):
                 MASKED_LM,
                 config.model.trust_remote_code,
                 config.model.allow_pickle,
+                **quantized_loading(config),
             )
         model = build_new_model(config.model.type, config.model.config, tokenizer, max_length)
         if config.model.output_bias_init == "unigram":
