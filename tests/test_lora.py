@@ -377,3 +377,32 @@ def test_an_adapter_whose_base_is_a_package_name_loads(tmp_path):
     loaded, _, task = load_for_inference(tmp_path / "adapter", "cpu")
     assert task == "sequence-classification" and loaded.config.id2label == {0: "mail", 1: "sound"}
     assert type(loaded).__name__ == "PeftModelForSequenceClassification"
+
+
+def test_instruction_tuning_with_an_adapter_generates_as_its_merged_model(tmp_path, causal_build, causal_model):
+    """The chat template adds tokens, so the run resizes the embeddings: the adapter dir must still load
+    on its base (grown to the adapter's size), and the merged model must generate the same text."""
+    rows = causal_build.instruction_file(tmp_path / "inst.jsonl", n=40)
+    body = {
+        "kind": "finetune",
+        "task": "causal-lm",
+        "model": {"name_or_path": str(causal_model)},
+        "peft": {"r": 4, "alpha": 8},
+        "data": {"files": [str(rows)], "max_length": 64, "preprocess": {"num_proc": 1}},
+        "output_dir": str(tmp_path / "run"),
+        "training": {"num_train_epochs": 1, "per_device_train_batch_size": 8, "use_cpu": True, "report_to": []},
+    }
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(body), encoding="utf-8")
+    result = run_cli("finetune", "-c", tmp_path / "ft.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    adapter = Path(result.json["model_dir"])
+    assert (adapter / "adapter_config.json").is_file() and not (adapter / "model.safetensors").exists()
+    merged = run_cli("export", "--merge", tmp_path / "run", "--output-dir", tmp_path / "merged")
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    chat = json.dumps({"messages": [{"role": "user", "content": "What is grep?"}]}) + "\n"
+    texts = []
+    for model in (adapter, tmp_path / "merged"):
+        generated = run_cli("--quiet", "generate", "--model", model, "--max-new-tokens", "6", input=chat)
+        assert generated.returncode == 0, generated.stderr[-2000:]
+        texts.append(json.loads(generated.stdout)["completion"])
+    assert texts[0] == texts[1]

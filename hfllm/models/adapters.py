@@ -364,11 +364,19 @@ def load_adapter_model(path: Path, task: str | None = None) -> tuple[Any, Any, s
             f"into {path / ADAPTER_CONFIG} (base_model_name_or_path)",
         ) from None
     config = AutoConfig.from_pretrained(str(path)) if (path / "config.json").is_file() else None
-    task = task or adapter_task(path) or task_of(AutoConfig.from_pretrained(source.location), source.name)
+    base_config = AutoConfig.from_pretrained(source.location)
+    task = task or adapter_task(path) or task_of(base_config, source.name)
+    # A run that added tokens (a chat template's) resized the embeddings: the base loads at its own size,
+    # then grows to the adapter's before the adapter's saved embedding rows go on top.
+    rows = getattr(config, "vocab_size", None)
+    if config is not None and rows != getattr(base_config, "vocab_size", rows):
+        config.vocab_size = base_config.vocab_size
     with _loading_report_off():  # its new head is "MISSING" from the base: the adapter holds it
         base_model = load_model(
             str(base), task, key=where, **({"config": config} if config is not None else {})
         )
+    if rows and base_model.get_input_embeddings().num_embeddings != rows:
+        base_model.resize_token_embeddings(rows)
     try:
         with _quiet():
             model = PeftModel.from_pretrained(base_model, str(path))
