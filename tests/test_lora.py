@@ -379,7 +379,9 @@ def test_an_adapter_whose_base_is_a_package_name_loads(tmp_path):
     assert type(loaded).__name__ == "PeftModelForSequenceClassification"
 
 
-def test_instruction_tuning_with_an_adapter_generates_as_its_merged_model(tmp_path, causal_build, causal_model):
+def test_instruction_tuning_with_an_adapter_generates_as_its_merged_model(
+    tmp_path, causal_build, causal_model
+):
     """The chat template adds tokens, so the run resizes the embeddings: the adapter dir must still load
     on its base (grown to the adapter's size), and the merged model must generate the same text."""
     rows = causal_build.instruction_file(tmp_path / "inst.jsonl", n=40)
@@ -390,7 +392,12 @@ def test_instruction_tuning_with_an_adapter_generates_as_its_merged_model(tmp_pa
         "peft": {"r": 4, "alpha": 8},
         "data": {"files": [str(rows)], "max_length": 64, "preprocess": {"num_proc": 1}},
         "output_dir": str(tmp_path / "run"),
-        "training": {"num_train_epochs": 1, "per_device_train_batch_size": 8, "use_cpu": True, "report_to": []},
+        "training": {
+            "num_train_epochs": 1,
+            "per_device_train_batch_size": 8,
+            "use_cpu": True,
+            "report_to": [],
+        },
     }
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump(body), encoding="utf-8")
     result = run_cli("finetune", "-c", tmp_path / "ft.yaml")
