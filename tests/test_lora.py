@@ -379,6 +379,7 @@ def test_an_adapter_whose_base_is_a_package_name_loads(tmp_path):
     assert type(loaded).__name__ == "PeftModelForSequenceClassification"
 
 
+@pytest.mark.slow
 def test_instruction_tuning_with_an_adapter_generates_as_its_merged_model(
     tmp_path, causal_build, causal_model
 ):
