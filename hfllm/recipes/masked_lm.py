@@ -72,6 +72,7 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
     from hfllm.launch import check_launch
     from hfllm.tasks.masked_lm import mlm_eval_outputs, mlm_loss, mlm_metrics
     from hfllm.tasks.mlm_collator import make_mlm_collator
+    from hfllm.tasks.sparse_mlm import enable_sparse_head
     from hfllm.train.callbacks import CollatorEpochCallback
     from hfllm.train.export import full_state_dict
     from hfllm.train.trainer import HfllmTrainer, train
@@ -102,6 +103,7 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
         preprocess_logits_for_metrics=mlm_eval_outputs,
         callbacks=[CollatorEpochCallback(collator)],
     )
+    enable_sparse_head(trainer)
     tokens_before = tokens_seen_at(run.resume_from)
     output = train(trainer, run)
     with stdout_to_stderr():
