@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hfllm.commands.options import OutputDirOpt
+from hfllm.commands.predict import Precision, PrecisionOpt
 
 ModelOpt = Annotated[
     Path, typer.Option("--model", "-m", help="Model dir (a finetune or pretrain run's model/).")
@@ -27,9 +28,21 @@ def evaluate(
     batch_size: BatchOpt = 64,
     overwrite: OverwriteOpt = False,
     seed: SeedOpt = 42,
+    precision: PrecisionOpt = Precision.auto,
 ) -> None:
     """Evaluate a saved model on a data dir split (default output: <run>/eval-<split> beside a run's model/)."""
     from hfllm.inference.evaluate import run_evaluate
     from hfllm.output import emit
 
-    emit(run_evaluate(model, data, split, output_dir, batch_size=batch_size, overwrite=overwrite, seed=seed))
+    emit(
+        run_evaluate(
+            model,
+            data,
+            split,
+            output_dir,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            seed=seed,
+            precision=precision.value,
+        )
+    )

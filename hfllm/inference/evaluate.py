@@ -21,6 +21,7 @@ from hfllm.inference.report import plot_confusion_matrix, write_report
 from hfllm.metrics import compute
 from hfllm.models.loader import load_for_inference
 from hfllm.output import log
+from hfllm.precision import for_inference
 from hfllm.tasks.classification import (
     MASKED_LM,
     MULTI,
@@ -44,8 +45,13 @@ def run_evaluate(
     batch_size: int = 64,
     overwrite: bool = False,
     seed: int = 42,
+    precision: str = "auto",
 ) -> dict[str, Any]:
-    """Return the evaluation summary after writing its files into `output_dir`."""
+    """Return the evaluation summary after writing its files into `output_dir`.
+
+    The model runs as `hfllm predict` runs it: length-sorted batches under torch.inference_mode, in
+    `precision` (hfllm.precision.for_inference; auto keeps fp32 unless bf16 is native and pays).
+    """
     started = time.time()
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir, split)
     if (output_dir / "metrics.json").exists() and not overwrite:
@@ -60,6 +66,8 @@ def run_evaluate(
             f"{data_dir}: no split {split!r}; it has {', '.join(splits)}", "pass --split with one of those"
         )
     model, tokenizer, task = load_for_inference(Path(model_dir))
+    model, precision_path = for_inference(model, precision)
+    log.info("precision: %s", precision_path)
     check_same_tokenizer(tokenizer, data, model_dir)
     dataset = splits[split]
     if len(dataset) == 0:
@@ -77,7 +85,9 @@ def run_evaluate(
         evaluator = evaluate_tokens if task == TOKEN else evaluate_sequences
         metrics, records = evaluator(model, tokenizer, dataset, batch_size)
         files = write_class_outputs(output_dir, metrics, f"{Path(model_dir).name} on {split}")
-    metrics = clean({"task": task, "split": split, "examples": len(dataset), **metrics})
+    metrics = clean(
+        {"task": task, "split": split, "examples": len(dataset), **metrics, "precision": precision_path}
+    )
     write_predictions(output_dir / "predictions.jsonl", records)
     atomic_write_json(output_dir / "metrics.json", metrics)
     headline = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}

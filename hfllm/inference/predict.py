@@ -3,7 +3,9 @@
 Input lines are plain text, or JSON objects with a `text` field (and optionally `text_pair` and
 `id`, which is echoed). A bad line (empty, broken JSON, no text, no [MASK] for a masked LM) is
 reported on stderr with its line number and skipped, unless --strict. Lines are read in chunks of a
-few batches; each chunk is sorted by length so batches pad little, and written back in order.
+few batches; each chunk is sorted by length so batches pad little, and written back in order. The
+next chunk is tokenized on a second thread while the model runs on this one (the Rust tokenizer
+and torch both release the GIL), and the model runs in `--precision` (hfllm.precision.for_inference).
 """
 
 from __future__ import annotations
@@ -81,9 +83,19 @@ class Predictor:
     """A loaded model and the settings that turn a list of Items into output records."""
 
     def __init__(
-        self, model_dir: Path, batch_size: int, all_scores: bool, top_k: int, max_length: int | None
+        self,
+        model_dir: Path,
+        batch_size: int,
+        all_scores: bool,
+        top_k: int,
+        max_length: int | None,
+        precision: str = "auto",
     ):
-        self.model, self.tokenizer, self.task = load_for_inference(model_dir)
+        from hfllm.precision import for_inference
+
+        model, self.tokenizer, self.task = load_for_inference(model_dir)
+        self.model, self.precision = for_inference(model, precision)
+        log.info("precision: %s", self.precision)
         config = self.model.config
         positions = getattr(config, "max_position_embeddings", 512)
         if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
@@ -103,16 +115,23 @@ class Predictor:
 
     def predict(self, items: list[Item]) -> list[dict[str, Any]]:
         """Return one output record per item, in the items' order."""
+        return self.infer(items, self.encode(items))
+
+    def encode(self, items: list[Item]) -> Any:
+        """Return the tokenized items (safe to run on another thread than `infer`)."""
         pairs = [i.text_pair for i in items] if any(i.text_pair is not None for i in items) else None
         if pairs is not None:
             pairs = [p or "" for p in pairs]
-        encoded = self.tokenizer(
+        return self.tokenizer(
             [i.text for i in items],
             pairs,
             truncation=True,
             max_length=self.max_length,
             return_offsets_mapping=self.task == TOKEN,
         )
+
+    def infer(self, items: list[Item], encoded: Any) -> list[dict[str, Any]]:
+        """Return one output record per item from its tokenization, in the items' order."""
         out: list[dict[str, Any] | None] = [None] * len(items)
         for batch in length_batches([len(ids) for ids in encoded["input_ids"]], self.batch_size):
             logits = self._forward(encoded, batch)
@@ -260,6 +279,7 @@ def run_predict(
     top_k: int = 5,
     strict: bool = False,
     max_length: int | None = None,
+    precision: str = "auto",
 ) -> Stats:
     """Write one JSON line per good input line to stdout; return the counts (also logged with lines/s)."""
     name = "<stdin>" if source == "-" else source
@@ -277,17 +297,16 @@ def run_predict(
                 f"{name}: looks like a binary file (NUL byte on line 1), not lines of text",
                 "give UTF-8 lines of text, or JSON lines with a `text` field",
             )
-        predictor = Predictor(Path(model_dir), batch_size, all_scores, top_k, max_length)
+        predictor = Predictor(Path(model_dir), batch_size, all_scores, top_k, max_length, precision)
         started = time.time()
+        chunks = read_chunks(
+            itertools.chain([first], stream), batch_size * CHUNK_BATCHES, predictor, stats, strict, name
+        )
         try:
-            for chunk in read_chunks(
-                itertools.chain([first], stream), batch_size * CHUNK_BATCHES, predictor, stats, strict, name
-            ):
-                sys.stdout.write(
-                    "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in predictor.predict(chunk))
-                )
+            for records in predicted_chunks(predictor, chunks):
+                sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
                 sys.stdout.flush()
-                stats.predicted += len(chunk)
+                stats.predicted += len(records)
         except BrokenPipeError:  # e.g. `| head`: the reader has what it wanted; exit quietly
             import os
 
@@ -306,6 +325,30 @@ def run_predict(
         len(stats.bad),
     )
     return stats
+
+
+def predicted_chunks(predictor: Predictor, chunks: Iterable[list[Item]]) -> Iterator[list[dict[str, Any]]]:
+    """Yield the records of each chunk, in order, tokenizing the next chunk while the model runs.
+
+    Reading ahead means a chunk's output waits for the next chunk to be read (or the input to end);
+    a --strict error in that next chunk still lets the chunk before it out first, as before.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfllm-tokenize") as pool:
+        pending = None
+        try:
+            for chunk in chunks:
+                ahead = (chunk, pool.submit(predictor.encode, chunk))
+                if pending is not None:
+                    yield predictor.infer(pending[0], pending[1].result())
+                pending = ahead
+        except InputError:
+            if pending is not None:
+                yield predictor.infer(pending[0], pending[1].result())
+            raise
+        if pending is not None:
+            yield predictor.infer(pending[0], pending[1].result())
 
 
 def _open(source: str):

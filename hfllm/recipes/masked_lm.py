@@ -70,6 +70,7 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
     from transformers import set_seed
 
     from hfllm.launch import check_launch
+    from hfllm.precision import apply_precision
     from hfllm.tasks.masked_lm import mlm_eval_outputs, mlm_loss, mlm_metrics
     from hfllm.tasks.mlm_collator import make_mlm_collator
     from hfllm.tasks.sparse_mlm import enable_sparse_head
@@ -89,7 +90,9 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
     check_resume_facts(run, facts, resume_force)
     run.start()  # the inputs passed their checks: now the run dir may change
     has_eval = "validation" in splits and len(splits["validation"]) > 0
-    args = build_training_arguments(training_settings(config, run, has_eval), "training")
+    settings, precision = apply_precision(training_settings(config, run, has_eval), model.config)
+    args = build_training_arguments(settings, "training")
+    model_info["precision"] = precision.path
     collator = make_mlm_collator(tokenizer, config.masking, _masking_seed(config))
     trainer = HfllmTrainer(
         model=model,
