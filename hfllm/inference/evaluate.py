@@ -45,12 +45,14 @@ def run_evaluate(
     batch_size: int = 64,
     overwrite: bool = False,
     seed: int = 42,
-    precision: str = "auto",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Return the evaluation summary after writing its files into `output_dir`.
 
     The model runs as `hfllm predict` runs it: length-sorted batches under torch.inference_mode, in
-    `precision` (hfllm.precision.for_inference; auto keeps fp32 unless bf16 is native and pays).
+    `precision` (hfllm.precision.for_inference). The default is fp32, unlike predict's auto: the
+    metrics are the numbers people compare, and bf16 can flip a close call (1 line in 1,024 in
+    bench/predict.py's measurement).
     """
     started = time.time()
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir, split)

@@ -70,6 +70,7 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
     from transformers import set_seed
 
     from hfllm.launch import check_launch
+    from hfllm.models.scratch import restore_dropout
     from hfllm.precision import apply_precision
     from hfllm.tasks.masked_lm import mlm_eval_outputs, mlm_loss, mlm_metrics
     from hfllm.tasks.mlm_collator import make_mlm_collator
@@ -114,6 +115,8 @@ def _train(config: PretrainConfig, data: DataDir, run: RunDir, resume_force: boo
     metrics = collect_metrics(
         config, trainer, output, final_eval, splits, tokenizer, model_info, started, tokens_before
     )
+    if not config.model.name_or_path:
+        restore_dropout(model.config, config.model.config)  # fine-tuning gets the usual dropout
     state_dict = full_state_dict(trainer)  # every rank takes part under FSDP / DeepSpeed
     if trainer.is_world_process_zero():
         write_outputs(config, data, run, trainer, tokenizer, metrics, state_dict)
@@ -138,6 +141,7 @@ def prepare_inputs(config: PretrainConfig, data: DataDir):
         column_stats,
         load_splits,
     )
+    from hfllm.models.scratch import without_dropout
 
     splits = load_splits(data)
     check_splits(splits, str(data.path))
@@ -165,7 +169,8 @@ def prepare_inputs(config: PretrainConfig, data: DataDir):
         if config.model.config:
             log.warning("model.config is ignored when model.name_or_path is set")
     else:
-        model = build_new_model(config.model.type, config.model.config, tokenizer, max_length)
+        overrides = without_dropout(config.model.type, config.model.config)
+        model = build_new_model(config.model.type, overrides, tokenizer, max_length)
         if config.model.output_bias_init == "unigram":
             _unigram_bias(model, splits["train"], tokenizer)
     positions = getattr(model.config, "max_position_embeddings", None)
