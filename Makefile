@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/pretrain.py
+	$(BIN)/python bench/predict.py
 
 docs: install
 	$(BIN)/python -m hfllm.config.reference > docs/config-reference.md.tmp && mv docs/config-reference.md.tmp docs/config-reference.md
