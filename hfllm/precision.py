@@ -1,12 +1,12 @@
-"""Which precision a run uses: bf16 autocast where the hardware runs it natively and it pays, else fp32.
+"""Which precision a run uses: bf16 where the hardware runs it natively and it pays, else fp32.
 
-bf16 autocast keeps fp32 master weights (the optimizer updates fp32 parameters; only matmuls and
-the like run in bf16). On a CPU it pays only with native bf16 instructions (AMX or AVX512-BF16):
-on an AVX2-only CPU bf16 is emulated and slower. Measured on a 2-core AMX CPU (docs/speed.md): a
-training step of a 4-layer BERT in bf16 took 0.99x the fp32 time at hidden size 128, 0.78x at 256,
-0.46x at 512 and 0.42x at 768 (2 layers); so on CPUs the default is bf16 from hidden size 256 up.
-Nothing here is assumed: the CPU's flags and torch's own checks decide, and the run logs which
-path it took.
+Training uses bf16 autocast with fp32 master weights (the optimizer updates fp32 parameters; only
+matmuls and the like run in bf16); inference converts the weights (`for_inference`). On a CPU bf16
+pays only with native instructions (AMX or AVX512-BF16): on an AVX2-only CPU it is emulated and
+slower. Measured on a 2-core AMX CPU (docs/speed.md), a training step of a 4-layer BERT ran in bf16
+at 0.99x the fp32 speed at hidden size 128, 1.29x at 256, 2.17x at 512 and 2.36x at 768 (2 layers);
+so on CPUs the default is bf16 from hidden size 256 up. Nothing here is assumed: the CPU's flags
+and torch's own capability decide, and every run logs the path it took.
 """
 
 from __future__ import annotations
