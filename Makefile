@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/pretrain.py
 	$(BIN)/python bench/predict.py
+	$(BIN)/python bench/generate.py
 
 docs: install
 	$(BIN)/python -m hfllm.config.reference > docs/config-reference.md.tmp && mv docs/config-reference.md.tmp docs/config-reference.md

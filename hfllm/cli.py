@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import signal
 import sys
@@ -19,18 +20,28 @@ COMMANDS: dict[str, str] = {
     "finetune": "hfllm.commands.finetune:finetune",
     "evaluate": "hfllm.commands.evaluate:evaluate",
     "predict": "hfllm.commands.predict:predict",
+    "generate": "hfllm.commands.generate:generate",
+    "inspect": "hfllm.commands.inspect:inspect",
+    "attention": "hfllm.commands.attention:attention",
+    "sweep": "hfllm.commands.sweep:sweep",
     "demo": "hfllm.commands.demo:demo",
 }
 GROUPS: dict[str, str] = {
     "config": "hfllm.commands.config_cmd:app",
+    "recipes": "hfllm.commands.recipes:app",
 }
-GLOBAL_FLAGS = ("--debug", "--quiet")
+# Taken out of argv by main() wherever they stand, so every command accepts them; shown in every help.
+GLOBAL_FLAGS = {
+    "--debug": "Show tracebacks and debug logs (accepted anywhere).",
+    "--quiet": "Silence logs and progress bars (accepted anywhere).",
+}
 
 app = typer.Typer(
     name="hfllm",
     help="From raw text to a trained, evaluated Transformer language model, driven by YAML.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -47,8 +58,8 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs (accepted anywhere)."),
-    quiet: bool = typer.Option(False, "--quiet", help="Silence logs and progress bars (accepted anywhere)."),
+    debug: bool = typer.Option(False, "--debug", help=GLOBAL_FLAGS["--debug"]),
+    quiet: bool = typer.Option(False, "--quiet", help=GLOBAL_FLAGS["--quiet"]),
 ) -> None:
     """From raw text to a trained, evaluated Transformer language model, driven by YAML."""
 
@@ -62,6 +73,22 @@ for _name, _target in COMMANDS.items():
     app.command(_name)(_load(_target))
 for _name, _target in GROUPS.items():
     app.add_typer(_load(_target), name=_name)
+
+
+def command():
+    """Return the click command of the whole CLI, with the global flags listed in every command's help."""
+    root = typer.main.get_command(app)
+    flags = [copy.copy(p) for p in root.params if set(getattr(p, "opts", ())) & set(GLOBAL_FLAGS)]
+    for flag in flags:
+        flag.expose_value = False  # never parsed below the root: main() removes the flags from argv first
+    _add_flags(root, flags)
+    return root
+
+
+def _add_flags(cmd, flags) -> None:
+    for sub in getattr(cmd, "commands", {}).values():
+        sub.params.extend(flags)
+        _add_flags(sub, flags)
 
 
 def _raise_interrupted(signum: int, _frame) -> None:
@@ -81,8 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _raise_interrupted)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        app(args=args, prog_name="hfllm")
-    except HfllmError as exc:
+        command()(args=args, prog_name="hfllm")
+    except (HfllmError, Interrupted) as exc:
         if debug:
             raise
         sys.stderr.write(f"{rank_prefix()}hfllm: error: {exc}\n")

@@ -1,4 +1,4 @@
-"""The errors hfllm reports to users, each with the exit code DESIGN.md promises."""
+"""The errors hfllm reports to users, each with its documented exit code (README: Output contract)."""
 
 from __future__ import annotations
 
@@ -36,12 +36,21 @@ class InputError(HfllmError):
     exit_code = EXIT_INPUT
 
 
-class Interrupted(HfllmError):
-    """The run was stopped by a signal after its last checkpoint was made safe."""
+class Interrupted(BaseException):
+    """The run was stopped by a signal after its last checkpoint was made safe (exit 130 or 143).
 
-    def __init__(self, message: str, exit_code: int = EXIT_SIGINT):
+    Like KeyboardInterrupt it is control flow, not a failure: it derives from BaseException so that no
+    `except Exception` (around a library call that may fail) can swallow it and turn Ctrl-C into exit 3.
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_SIGINT, hint: str | None = None):
         super().__init__(message)
+        self.message = message
         self.exit_code = exit_code
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  {self.hint}"
 
 
 def first_line(exc: BaseException) -> str:

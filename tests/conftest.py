@@ -82,3 +82,24 @@ def ft_tiny(ft_build, tmp_path_factory):
     root = tmp_path_factory.mktemp("ft-tiny")
     model_dir = ft_build.tiny_model_dir(root / "model")
     return model_dir, AutoTokenizer.from_pretrained(str(model_dir))
+
+
+# --- causal LMs: preprocess, generate, evaluate (tests/fixtures/causal/build.py) ---
+
+
+@pytest.fixture(scope="session")
+def causal_build():
+    """The builders of tests/fixtures/causal/build.py (BPE tokenizers, tiny causal models)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "fixtures" / "causal" / "build.py"
+    spec = importlib.util.spec_from_file_location("hfllm_causal_fixture_build", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def causal_model(causal_build, tmp_path_factory):
+    """A tiny GPT-2-type model dir (2 layers, hidden 32, context 64) with a GPT-2-style tokenizer."""
+    return causal_build.causal_model_dir(tmp_path_factory.mktemp("causal") / "model")

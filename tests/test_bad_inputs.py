@@ -2,8 +2,9 @@
 
 Each case (tests/fixtures/bad_inputs/cases_*.py) asserts the documented exit code (2 config/usage,
 3 data/model/tokenizer), an error on stderr that names the input (its path, and line/row/key where
-it applies), no traceback, an empty stdout, and that no file the case's inputs and outputs held
-before was changed or removed (sha256 and mtime), nor any file added outside the case's output dir.
+it applies), no traceback, a stdout that is empty or JSON lines (answers to the lines before a bad
+one), and that no file the case's inputs and outputs held before was changed or removed (sha256 and
+mtime), nor any file added outside the case's output dir.
 
 The CLI runs in-process through `hfllm.cli.main`, the console script's entry point (same error
 printing, same exit codes), so that imports are paid once. The cases in SUBPROCESS also run as a
@@ -15,7 +16,16 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli
 
-from tests.fixtures.bad_inputs import cases_config, cases_inference, cases_preprocess, cases_training
+from tests.fixtures.bad_inputs import (
+    cases_analysis,
+    cases_causal,
+    cases_config,
+    cases_generate,
+    cases_inference,
+    cases_preprocess,
+    cases_training,
+    cases_trust,
+)
 from tests.fixtures.bad_inputs.harness import (
     Env,
     build_shared,
@@ -26,7 +36,16 @@ from tests.fixtures.bad_inputs.harness import (
     snapshot,
 )
 
-TABLES = (cases_config.CASES, cases_preprocess.CASES, cases_training.CASES, cases_inference.CASES)
+TABLES = (
+    cases_config.CASES,
+    cases_preprocess.CASES,
+    cases_training.CASES,
+    cases_inference.CASES,
+    cases_trust.CASES,
+    cases_generate.CASES,
+    cases_causal.CASES,
+    cases_analysis.CASES,
+)
 CASES = {name: build for table in TABLES for name, build in table.items()}
 # One case per exit path that matters: a config error, a data error while reading, predict's stdin.
 SUBPROCESS = ("config-validate-unknown-key", "preprocess-corpus-latin1", "predict-stdin-empty")
@@ -34,8 +53,10 @@ SUBPROCESS = ("config-validate-unknown-key", "preprocess-corpus-latin1", "predic
 
 def test_the_matrix_covers_every_command():
     assert len(CASES) == sum(len(t) for t in TABLES), "two cases share a name"
-    assert len(CASES) >= 30
-    commands = ("config", "preprocess", "pretrain", "finetune", "evaluate", "predict")
+    # issue 8 gave 85 cases; issue 13 added 30 more, issue 14 (causal LMs, generate) 15 more.
+    assert len(cases_trust.CASES) >= 30 and len(cases_generate.CASES) >= 15 and len(CASES) >= 130
+    commands = ("config", "preprocess", "pretrain", "finetune", "evaluate", "predict", "generate")
+    commands += ("inspect", "attention", "sweep")
     assert {name.split("-")[0] for name in CASES} == set(commands)
 
 

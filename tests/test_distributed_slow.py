@@ -85,16 +85,17 @@ def test_pretrain_on_two_processes_matches_one_with_the_same_global_batch(tmp_pa
     # Both ranks ran and logged; one JSON result and one set of outputs (rank 0's).
     assert "[rank 0] hfllm:" in two.stderr and "[rank 1] hfllm:" in two.stderr
     assert "global batch 32 = 16 per device x 2 processes x 1 accumulation step" in two.stderr
-    assert two.json["global_batch_size"] == one.json["global_batch_size"] == 32
     m1, m2 = metrics(tmp_path / "one"), metrics(tmp_path / "two")
-    assert (m2["world_size"], m2["global_batch_size"], m2["tokens_seen"]) == (2, 32, 10 * 32 * 64)
+    assert m1["global_batch_size"] == m2["global_batch_size"] == 32
+    assert (m2["world_size"], m2["train"]["tokens_seen"]) == (2, 10 * 32 * 64)
     assert [p.name for p in (tmp_path / "two").glob("**/metrics.json")] == ["metrics.json"]
     assert len(list((tmp_path / "two").glob("**/model.safetensors"))) == 3  # model/ + 2 checkpoints
     # Same examples per step, the same per-example masks, a loss divided by the masked tokens of the
     # whole step, an evaluation loss per token of the whole split: only the reduction order differs.
-    assert abs(m1["eval_loss"] - m2["eval_loss"]) < 1e-5, (m1["eval_loss"], m2["eval_loss"])
-    assert m1["eval_history"][0]["eval_loss"] == pytest.approx(m2["eval_history"][0]["eval_loss"], abs=1e-9)
-    assert m1["train_loss"] == pytest.approx(m2["train_loss"], abs=1e-5)
+    v1, v2 = m1["validation"]["loss"], m2["validation"]["loss"]
+    assert abs(v1 - v2) < 1e-5, (v1, v2)
+    assert m1["eval_history"][0]["loss"] == pytest.approx(m2["eval_history"][0]["loss"], abs=1e-9)
+    assert m1["train"]["loss"] == pytest.approx(m2["train"]["loss"], abs=1e-5)
 
 
 def test_finetune_on_two_processes_matches_one(tmp_path, ft_build, ft_tiny):
@@ -182,7 +183,7 @@ def test_torchrun_entry_runs_two_processes(tmp_path):
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
     assert len([line for line in stdout.splitlines() if line.strip()]) == 1  # rank 0 prints the result
-    assert metrics(out)["world_size"] == 2 and json.loads(stdout)["global_batch_size"] == 32
+    assert metrics(out)["world_size"] == 2 and metrics(out)["global_batch_size"] == 32
 
 
 def test_accelerate_launch_entry_runs_two_processes_and_a_silent_single_one_is_refused(tmp_path):
@@ -194,7 +195,7 @@ def test_accelerate_launch_entry_runs_two_processes_and_a_silent_single_one_is_r
     proc = start(["hfllm", *pretrain_args(data, out, *SHORT)], prefix=launch)
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
-    assert metrics(out)["world_size"] == 2 and json.loads(stdout)["global_batch_size"] == 32
+    assert metrics(out)["world_size"] == 2 and metrics(out)["global_batch_size"] == 32
     # Without --multi_gpu, accelerate starts ONE process on a CPU machine: refused, nothing trained.
     single = [accelerate, "launch", "--num_processes", "2", "-m"]
     proc = start(["hfllm", *pretrain_args(data, tmp_path / "single", *SHORT)], prefix=single)

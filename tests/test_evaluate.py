@@ -75,7 +75,9 @@ def test_evaluate_refuses_data_from_another_tokenizer(seq_setup, ft_build, tmp_p
     root, model_dir, data_dir, label2id = seq_setup
     model = ft_build.classifier_dir(tmp_path / "m", model_dir, label2id)
     tok = json.loads((model / "tokenizer.json").read_text())
-    tok["model"]["vocab"]["zzzz-new-token"] = len(tok["model"]["vocab"])
+    vocab = tok["model"]["vocab"]
+    last = max(vocab, key=vocab.get)  # the same size, one token renamed: another tokenizer
+    vocab["zzzz-new-token"] = vocab.pop(last)
     (model / "tokenizer.json").write_text(json.dumps(tok))
     result = run_cli("evaluate", "--model", model, "--data", data_dir, "--output-dir", tmp_path / "o")
     assert result.returncode == 3 and "another tokenizer" in result.stderr

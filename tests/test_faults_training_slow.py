@@ -221,7 +221,7 @@ def test_save_total_limit_1_keeps_the_best_and_the_newest(small_data, tmp_path):
     }
     result = run_pretrain(small_data, out, sets)
     assert result.returncode == 0, result.stderr[-3000:]
-    best = json.loads((out / "metrics.json").read_text())["best_checkpoint"]
+    best = json.loads((out / "metrics.json").read_text())["best_metric"]["checkpoint"]
     assert Path(best).name == "checkpoint-2"
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-6"]
 

@@ -70,7 +70,7 @@ def finetune_evaluate(tmp_path: Path, model_dir: Path, data_dir: Path, **extra) 
     tuned = run_cli("--quiet", "finetune", "--config", config)
     assert tuned.returncode == 0, tuned.stderr
     result = tuned.json
-    assert result["status"] == "ok"
+    assert result["status"] == "finished" and result["command"] == "finetune"
     model = Path(result["model_dir"])
     for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md"):
         assert (model / name).is_file(), name
@@ -165,7 +165,7 @@ def test_multi_label_and_regression_end_to_end(tmp_path, ft_build, ft_tiny, prob
         tmp_path / "data", tokenizer, problem_type, pair=problem_type == "regression"
     )
     result, evaluated, model = finetune_evaluate(tmp_path, model_dir, data_dir)
-    assert result["problem_type"] == problem_type
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["problem_type"] == problem_type
     assert json.loads((model / "config.json").read_text())["problem_type"] == problem_type
     out = Path(evaluated["output_dir"])
     metrics = json.loads((out / "metrics.json").read_text())
@@ -211,7 +211,7 @@ def test_finetune_from_raw_files_and_resume(tmp_path, ft_tiny):
     )
     resumed = run_cli("--quiet", "finetune", "--config", config)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.json["status"] == "ok" and resumed.json["resumed_from"] == str(newest)
+    assert resumed.json["status"] == "finished" and resumed.json["resumed_from"] == str(newest)
     assert (tmp_path / "run" / "model" / "config.json").is_file()
 
 

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hfllm.tasks.classification import headline_metric, make_compute_metrics, sequence_outputs
+from hfllm.tasks.classification import make_compute_metrics, sequence_outputs
+from hfllm.tasks.names import headline_metric
 
 
 def test_sequence_outputs_per_problem_type():
@@ -64,7 +65,7 @@ def test_balanced_class_weights():
 def test_weighted_loss_equals_unweighted_with_unit_weights():
     import torch
 
-    from hfllm.recipes.classification import weighted_cross_entropy
+    from hfllm.tasks.classification import weighted_cross_entropy
 
     logits = torch.randn(6, 3)
     labels = torch.tensor([0, 1, 2, 1, -100, 0])

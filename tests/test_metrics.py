@@ -14,7 +14,7 @@ sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
 
 def test_every_metric_loads_offline_from_the_package():
-    for name in ("classification", "multilabel", "regression", "seqeval_bio", "masked_lm"):
+    for name in ("classification", "multilabel", "regression", "entities", "masked_lm"):
         assert metric_path(name).is_file()
         # evaluate reads the import lines to find dependencies: one import per line.
         for line in metric_path(name).read_text().splitlines():
@@ -106,32 +106,18 @@ def test_regression_constant_input_gives_nan_correlation():
     assert math.isnan(result["pearson"])
 
 
-def test_seqeval_hand_computed():
+def test_entities_hand_computed():
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG", "I-ORG", "I-ORG"]]
     pred = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "B-ORG", "I-ORG", "O"]]
     # gold entities: PER(0,2) LOC(3,4) ORG(1,4); predicted: PER(0,2) ORG(3,4) ORG(1,3): one hit.
-    result = compute("seqeval_bio", predictions=pred, references=gold)
+    result = compute("entities", predictions=pred, references=gold)
     assert result["entity_precision"] == pytest.approx(1 / 3)
     assert result["entity_recall"] == pytest.approx(1 / 3)
     assert result["entity_f1"] == pytest.approx(1 / 3)
     assert result["token_accuracy"] == pytest.approx(6 / 8)
     assert result["per_type"]["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
     assert result["per_type"]["LOC"]["support"] == 1 and result["per_type"]["LOC"]["recall"] == 0.0
-
-
-def test_seqeval_chunking_like_conlleval():
-    from importlib.util import module_from_spec, spec_from_file_location
-
-    spec = spec_from_file_location("seqeval_bio", metric_path("seqeval_bio"))
-    module = module_from_spec(spec)
-    spec.loader.exec_module(module)
-    # An I- after O starts an entity; a type change inside a run splits it; B- after I- splits it.
-    assert module.entities(["O", "I-PER", "I-PER", "I-LOC", "B-LOC", "O"]) == [
-        ("PER", 1, 3),
-        ("LOC", 3, 4),
-        ("LOC", 4, 5),
-    ]
-    assert module.entities(["B-MISC"]) == [("MISC", 0, 1)]
+    assert result["scheme"] == "IOB2"
 
 
 def test_masked_lm_perplexity_is_exp_of_mean_nll():

@@ -11,8 +11,8 @@ import pytest
 
 from hfllm.config.schemas.preprocess import PreprocessConfig
 from hfllm.data.datadir import open_data_dir
-from hfllm.data.pipeline import build_supervised_splits, run_preprocess
-from hfllm.errors import InputError
+from hfllm.data.pipeline import run_preprocess
+from hfllm.errors import ConfigError, InputError
 
 FIX = Path(__file__).parent / "fixtures" / "preprocess"
 CORPUS = FIX / "corpus.txt"
@@ -149,10 +149,19 @@ def test_cache_rerun_touch_and_force(tmp_path):
     assert run_preprocess(config)["status"] == "cached"
     assert (tmp_path / "o" / "manifest.json").read_text() == manifest
     assert run_preprocess(config, force=True)["status"] == "built"
+    # A touched input with the same content is the same input.
     os.utime(corpus, ns=(corpus.stat().st_atime_ns, corpus.stat().st_mtime_ns + 10**9))
-    assert run_preprocess(config)["status"] == "built"
+    assert run_preprocess(config)["status"] == "cached"
+    # A finished data dir is never rebuilt from other settings or inputs without --force.
     changed = make_config(tmp_path / "o", data={"files": [str(corpus)]}, packing={"max_length": 64})
-    assert run_preprocess(changed)["status"] == "built"
+    with pytest.raises(ConfigError, match=r"packing.max_length: 32 -> 64"):
+        run_preprocess(changed)
+    assert (tmp_path / "o" / "manifest.json").read_text() != manifest  # the --force rebuild above
+    assert run_preprocess(changed, force=True)["status"] == "built"
+    corpus.write_text(CORPUS.read_text() + "one more line about packages.\n")
+    with pytest.raises(ConfigError, match="input changed"):
+        run_preprocess(changed)
+    assert run_preprocess(changed, force=True)["status"] == "built"
     # Speed-only settings do not invalidate the cache.
     assert (
         run_preprocess(
@@ -173,9 +182,8 @@ def test_failed_run_leaves_no_manifest(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_preprocess(make_config(tmp_path / "o"))
     out = tmp_path / "o"
-    assert not (out / "manifest.json").exists()
-    assert not [p for p in out.iterdir() if p.name.startswith(".hfllm-work")]
-    with pytest.raises(InputError, match="not a finished"):
+    assert not out.exists()  # a new data dir that never finished is removed entirely
+    with pytest.raises(InputError, match="not found"):
         open_data_dir(out)
     monkeypatch.undo()
     assert run_preprocess(make_config(out))["status"] == "built"
@@ -283,23 +291,6 @@ def test_token_classification_aligns_first_subtoken(tmp_path):
         assert row["labels"] == expected
 
 
-def test_build_supervised_splits_with_given_tokenizer(tmp_path):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
-    config = make_config(
-        tmp_path / "unused", data={"files": [str(FIX / "classify.csv")]}, packing={"mode": "supervised"}
-    )
-    splits, manifest = build_supervised_splits(
-        config, tok, label2id={"sound": 0, "science": 1, "games": 2}, work_dir=tmp_path / "w"
-    )
-    assert manifest["label2id"] == {"sound": 0, "science": 1, "games": 2}
-    assert splits["train"].features["labels"].names == ["sound", "science", "games"]
-    assert not (tmp_path / "unused").exists()
-    with pytest.raises(InputError, match="not in the model's label2id"):
-        build_supervised_splits(config, tok, label2id={"sound": 0}, work_dir=tmp_path / "w2")
-
-
 def test_failed_rebuild_keeps_the_previous_finished_run_intact(tmp_path, monkeypatch):
     from hfllm.data import stages
 
@@ -313,9 +304,9 @@ def test_failed_rebuild_keeps_the_previous_finished_run_intact(tmp_path, monkeyp
         stages, "pack_group", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full"))
     )
     with pytest.raises(RuntimeError):
-        run_preprocess(config)
+        run_preprocess(config, force=True)
     # Nothing was moved in: the old data and its manifest still match each other (the inputs do not).
     assert (tmp_path / "o" / "manifest.json").read_text() == before
     open_data_dir(tmp_path / "o")
     monkeypatch.undo()
-    assert run_preprocess(config)["status"] == "built"
+    assert run_preprocess(config, force=True)["status"] == "built"

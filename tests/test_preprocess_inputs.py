@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hfllm.data.pipeline import run_preprocess
-from hfllm.errors import EXIT_INPUT, InputError
+from hfllm.errors import EXIT_INPUT, ConfigError, InputError
 from tests.test_preprocess import make_config
 
 DOCS = [
@@ -176,13 +176,14 @@ def test_ragged_csv_row(tmp_path):
     )
 
 
-def test_output_dir_with_other_files_is_refused_unless_forced(tmp_path):
+def test_output_dir_with_other_files_is_refused_even_with_force(tmp_path):
     path = _write(tmp_path / "d.txt", "txt")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "thesis.tex").write_text("mine")
-    _fails(_config(tmp_path, [path]), "out", "holds something else", "--force")
-    assert run_preprocess(_config(tmp_path, [path]), force=True)["status"] == "built"
-    assert (tmp_path / "out" / "thesis.tex").read_text() == "mine"  # never deletes what it did not create
+    for force in (False, True):
+        with pytest.raises(ConfigError, match="not made by hfllm"):
+            run_preprocess(_config(tmp_path, [path]), force=force)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["thesis.tex"]
 
 
 def test_vocab_smaller_than_specials_and_alphabet(tmp_path):

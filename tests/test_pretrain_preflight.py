@@ -31,11 +31,10 @@ def config(data: Path, out: Path, *sets: str) -> PretrainConfig:
 
 def preflight_error(cfg: PretrainConfig) -> InputError:
     """Return the InputError that preparing the run raises (no training happens)."""
-    from hfllm.data.datadir import open_data_dir
-    from hfllm.recipes.masked_lm import prepare_inputs
+    from hfllm.recipes.masked_lm import MaskedLM
 
     with pytest.raises(InputError) as info:
-        prepare_inputs(cfg, open_data_dir(Path(cfg.data_dir)))
+        MaskedLM().setup(cfg)
     assert info.value.exit_code == EXIT_INPUT
     return info.value
 
@@ -57,22 +56,21 @@ def test_empty_train_split(tmp_path, lines):
 
 
 def test_good_data_passes_preflight(small_data, tmp_path):
-    from hfllm.data.datadir import open_data_dir
-    from hfllm.recipes.masked_lm import prepare_inputs
+    from hfllm.recipes.masked_lm import MaskedLM
 
-    cfg = config(small_data, tmp_path)
-    splits, tokenizer, model, info = prepare_inputs(cfg, open_data_dir(small_data))
+    inputs = MaskedLM().setup(config(small_data, tmp_path))
+    model, tokenizer = inputs.model, inputs.tokenizer
     assert model.config.vocab_size == len(tokenizer) and model.config.max_position_embeddings == 64
     assert model.config.pad_token_id == tokenizer.pad_token_id
-    assert info["num_hidden_layers"] == 2 and set(splits) == {"train", "validation", "test"}
+    assert model.config.num_hidden_layers == 2 and set(inputs.splits) == {"train", "validation", "test"}
+    assert not (tmp_path / "run").exists()  # setup writes nothing
 
 
 def test_roberta_positions_leave_room_for_the_padding_offset(small_data, tmp_path):
-    from hfllm.data.datadir import open_data_dir
-    from hfllm.recipes.masked_lm import prepare_inputs
+    from hfllm.recipes.masked_lm import MaskedLM
 
-    cfg = config(small_data, tmp_path, "model.type=roberta")
-    _, tokenizer, model, _ = prepare_inputs(cfg, open_data_dir(small_data))
+    inputs = MaskedLM().setup(config(small_data, tmp_path, "model.type=roberta"))
+    tokenizer, model = inputs.tokenizer, inputs.model
     assert model.config.max_position_embeddings == 64 + tokenizer.pad_token_id + 1
 
 
@@ -110,10 +108,10 @@ def test_data_from_another_tokenizer_than_the_models_exits_3(small_data, tmp_pat
 
 
 def test_missing_data_dir_exits_3(tmp_path):
-    from hfllm.recipes.masked_lm import run_pretrain
+    from hfllm.train.runner import run
 
     with pytest.raises(InputError, match="data dir not found"):
-        run_pretrain(config(tmp_path / "nope", tmp_path / "run"))
+        run(config(tmp_path / "nope", tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
 
@@ -141,11 +139,16 @@ def test_training_settings_build_real_training_arguments(tmp_path):
     """Every shipped config's training section is accepted by the installed TrainingArguments."""
     from hfllm.config import load_any
     from hfllm.config.training_args import build_training_arguments
-    from hfllm.recipes.masked_lm import training_settings
+    from hfllm.recipes.masked_lm import MaskedLM
+    from hfllm.train.recipe import Inputs
     from hfllm.train.rundir import RunDir
+    from hfllm.train.runner import training_settings
 
+    inputs = Inputs(
+        model=None, tokenizer=None, data=None, splits={"train": [0], "validation": [0]}, model_name="x"
+    )
     for path in sorted((REPO / "configs" / "pretrain").glob("*.yaml")):
-        settings = training_settings(load_any(path), RunDir(tmp_path), has_eval=True)
+        settings = training_settings(MaskedLM(), load_any(path), inputs, RunDir(tmp_path))
         # GPU-only settings (bf16, FSDP, DeepSpeed) are checked in tests/test_scale_configs.py.
         settings.update(bf16=False, use_cpu=True, fsdp=None, fsdp_config=None, deepspeed=None)
         args = build_training_arguments(settings)
@@ -155,12 +158,11 @@ def test_training_settings_build_real_training_arguments(tmp_path):
 def test_unigram_output_bias_starts_at_log_frequencies(small_data, tmp_path):
     import numpy as np
 
-    from hfllm.data.datadir import open_data_dir
-    from hfllm.recipes.masked_lm import prepare_inputs
+    from hfllm.recipes.masked_lm import MaskedLM
     from hfllm.tasks.masked_lm import unigram_log_probs
 
-    cfg = config(small_data, tmp_path, "model.output_bias_init=unigram")
-    splits, tokenizer, model, _ = prepare_inputs(cfg, open_data_dir(small_data))
+    inputs = MaskedLM().setup(config(small_data, tmp_path, "model.output_bias_init=unigram"))
+    splits, tokenizer, model = inputs.splits, inputs.tokenizer, inputs.model
     bias = model.get_output_embeddings().bias.detach().numpy()
     expected = unigram_log_probs(splits["train"], len(tokenizer), tokenizer.all_special_ids)
     assert np.allclose(bias, expected, atol=1e-6) and bias.std() > 0.5

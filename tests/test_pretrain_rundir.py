@@ -44,6 +44,7 @@ def test_finished_run_is_reported_not_redone(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "config.yaml").write_text(CONFIG)
     assert prepare_run_dir(tmp_path, "auto", False, CONFIG).finished
 
 
@@ -60,7 +61,7 @@ def test_never_refuses_non_empty_unless_overwrite(tmp_path):
 
 def test_auto_refuses_a_foreign_directory(tmp_path):
     (tmp_path / "thesis.tex").write_text("x")
-    with pytest.raises(ConfigError, match="not an hfllm run dir"):
+    with pytest.raises(ConfigError, match="not made by hfllm"):
         prepare_run_dir(tmp_path, "auto", False, CONFIG)
 
 

@@ -13,15 +13,39 @@ import yaml
 from conftest import REPO, run_cli
 
 # The only metrics.json fields that may differ between two runs of one config and seed: timings.
-PRETRAIN_TIMING = {"tokens_per_second", "train_runtime_s", "wall_time_s"}
-FINETUNE_TIMING = {
-    "train_runtime",  # under "train"
-    "train_samples_per_second",
-    "train_steps_per_second",
-    "runtime",  # under "validation" and "test"
+TIMING = {
+    "runtime_s",  # under "train"
+    "tokens_per_second",
+    "seconds",
+    "runtime",  # under "validation" and "test" (the Trainer's evaluation timings)
     "samples_per_second",
     "steps_per_second",
 }
+PRETRAIN_TIMING = FINETUNE_TIMING = TIMING
+# One result schema for every training command, fresh or already finished (README: Output contract).
+RESULT_KEYS = {
+    "status",
+    "command",
+    "recipe",
+    "run_dir",
+    "model_dir",
+    "data_dir",
+    "resumed_from",
+    "global_step",
+    "metrics",
+    "best_metric",
+    "seconds",
+}
+
+
+def check_result_schema(first: dict, again: dict, command: str) -> None:
+    """Assert that a fresh and an already-finished result have the one schema and agree."""
+    assert set(first) == set(again) == RESULT_KEYS
+    assert (first["status"], again["status"]) == ("finished", "already_finished")
+    assert first["command"] == again["command"] == command
+    for key in ("recipe", "run_dir", "model_dir", "data_dir", "global_step", "metrics", "best_metric"):
+        assert first[key] == again[key], key
+    assert set(first["metrics"]) >= {"train", "validation"} and again["resumed_from"] is None
 
 
 def leaves(value, path: tuple = ()) -> dict[tuple, object]:
@@ -133,7 +157,8 @@ def test_rerunning_a_finished_pretrain_does_nothing(tmp_path):
     first = run_cli(*command)
     assert first.returncode == 0 and first.json["status"] == "finished", first.stderr[-3000:]
     result = rerun_does_nothing(command, tmp_path, "already_finished")
-    assert result["global_step"] == 2 and result["eval_loss"] == first.json["eval_loss"]
+    check_result_schema(first.json, result, "pretrain")
+    assert result["global_step"] == 2 and result["metrics"]["validation"]["perplexity"] > 1
 
 
 def test_rerunning_a_finished_finetune_does_nothing(tmp_path, ft_build, ft_tiny):
@@ -149,6 +174,7 @@ def test_rerunning_a_finished_finetune_does_nothing(tmp_path, ft_build, ft_tiny)
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     command = ["finetune", "--config", tmp_path / "ft.yaml"]
     first = run_cli(*command)
-    assert first.returncode == 0 and first.json["status"] == "ok", first.stderr[-3000:]
+    assert first.returncode == 0 and first.json["status"] == "finished", first.stderr[-3000:]
     result = rerun_does_nothing(command, tmp_path, "already_finished")
-    assert result["metrics"]["best_metric"] == first.json["best_metric"]
+    check_result_schema(first.json, result, "finetune")
+    assert result["best_metric"]["name"] == "f1_macro" and "f1_macro" in result["metrics"]["validation"]

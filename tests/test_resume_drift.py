@@ -15,14 +15,9 @@ import pytest
 from conftest import REPO, run_cli
 
 from hfllm.errors import ConfigError
-from hfllm.train.rundir import (
-    FACTS,
-    RUN_ENTRIES,
-    check_resume_facts,
-    check_world_size_before_launch,
-    prepare_run_dir,
-    run_facts,
-)
+from hfllm.owners import MARKER
+from hfllm.train.facts import check_resume_facts, check_world_size_before_launch, run_facts
+from hfllm.train.rundir import FACTS, RUN_ENTRIES, prepare_run_dir
 
 CONFIG = "kind: pretrain\ndata_dir: d\nmodel: {type: bert}\n"
 MODEL = dict(
@@ -52,6 +47,7 @@ def resumable(path: Path, recorded: dict) -> Path:
     (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 10}))
     (path / "config.yaml").write_text(CONFIG)
     (path / FACTS).write_text(json.dumps(recorded))
+    (path / MARKER).write_text(json.dumps({"command": "pretrain", "recipe": "masked-lm"}))
     return checkpoint
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_faults_training import MASKING, tiny  # noqa: F401  (tiny is a fixture)
 
-from hfllm.models.scratch import dropout_keys, restore_dropout, without_dropout
+from hfllm.models.scratch import dropout_keys, dropout_turned_off, restore_dropout, without_dropout
 
 
 def test_new_models_pretrain_without_dropout_unless_the_config_sets_it():
@@ -24,7 +24,8 @@ def test_the_saved_config_gets_the_architecture_defaults_back():
 
     config = AutoConfig.for_model("bert", **without_dropout("bert", {"attention_probs_dropout_prob": 0.05}))
     assert config.hidden_dropout_prob == 0.0
-    restore_dropout(config, {"attention_probs_dropout_prob": 0.05})
+    assert dropout_turned_off("bert", {"attention_probs_dropout_prob": 0.05}) == ["hidden_dropout_prob"]
+    restore_dropout(config, dropout_turned_off("bert", {"attention_probs_dropout_prob": 0.05}))
     assert config.hidden_dropout_prob == 0.1 and config.attention_probs_dropout_prob == 0.05
 
 

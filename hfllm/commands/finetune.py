@@ -1,4 +1,4 @@
-"""`hfllm finetune`: supervised fine-tuning for sequence or token classification."""
+"""`hfllm finetune`: supervised fine-tuning, run by the one training runner."""
 
 from __future__ import annotations
 
@@ -6,7 +6,5 @@ from hfllm.commands.options import training_command
 
 finetune = training_command(
     "finetune",
-    "hfllm.config.schemas.finetune:FinetuneConfig",
-    "hfllm.recipes.classification:run_finetune",
-    "Fine-tune a local model for sequence classification (single/multi-label, regression) or token classification.",
+    "Fine-tune a model for sequence classification (single/multi-label, regression) or token classification.",
 )

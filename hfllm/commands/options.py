@@ -3,29 +3,46 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file.", dir_okay=False)]
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", metavar="FILE", help="YAML config file.", dir_okay=False)
+]
 OptionalConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file.", dir_okay=False)
+    Path | None, typer.Option("--config", "-c", metavar="FILE", help="YAML config file.", dir_okay=False)
 ]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config key, e.g. --set training.learning_rate=3e-4 (repeatable)."),
-]
+
+
+def set_option(example: str) -> Any:
+    """Return the type of a `--set KEY=VALUE` option whose help shows `example` (a key of that command)."""
+    return Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help=f"Override a config key (dotted path, YAML value; repeatable), e.g. --set {example}.",
+        ),
+    ]
+
+
+SetOpt = set_option("training.learning_rate=3e-4")
 OutputDirOpt = Annotated[
-    Path | None, typer.Option("--output-dir", "-o", help="Where to write (overrides output_dir).")
+    Path | None,
+    typer.Option("--output-dir", "-o", metavar="DIR", help="Where to write (overrides output_dir)."),
 ]
 NumProcessesOpt = Annotated[
     int | None,
-    typer.Option("--num-processes", min=1, help="Data-parallel processes on this machine (torchrun)."),
+    typer.Option(
+        "--num-processes", min=1, metavar="N", help="Data-parallel processes on this machine (torchrun)."
+    ),
 ]
 ResumeOpt = Annotated[
     str,
     typer.Option(
         "--resume",
+        metavar="auto|never|PATH",
         help="auto: continue from the newest complete checkpoint (a finished run does nothing); "
         "never: refuse a non-empty run dir; or a checkpoint dir to resume from.",
     ),
@@ -41,59 +58,24 @@ ResumeForceOpt = Annotated[
         "differs from the checkpoints' (a warning instead of a refusal).",
     ),
 ]
-NumMachinesOpt = Annotated[int, typer.Option("--num-machines", help="Machines in a multi-node run.")]
-MachineRankOpt = Annotated[int, typer.Option("--machine-rank", help="This machine's rank (0 .. machines-1).")]
-MainIpOpt = Annotated[str | None, typer.Option("--main-process-ip", help="Address of machine rank 0.")]
+NumMachinesOpt = Annotated[
+    int, typer.Option("--num-machines", metavar="N", help="Machines in a multi-node run.")
+]
+MachineRankOpt = Annotated[
+    int, typer.Option("--machine-rank", metavar="RANK", help="This machine's rank (0 .. machines-1).")
+]
+MainIpOpt = Annotated[
+    str | None, typer.Option("--main-process-ip", metavar="ADDRESS", help="Address of machine rank 0.")
+]
 MainPortOpt = Annotated[
-    int | None, typer.Option("--main-process-port", help="Port on machine rank 0 (29500).")
+    int | None,
+    typer.Option("--main-process-port", metavar="PORT", help="Port on machine rank 0 (29500)."),
 ]
 
 
-def run_training_command(
-    schema: str,
-    runner: str,
-    config,
-    sets: list[str] | None,
-    output_dir,
-    resume: str,
-    overwrite: bool,
-    resume_force: bool = False,
-    **launch,
-) -> None:
-    """Load a training config, relaunch under torchrun if asked, run it and print rank 0's result.
-
-    `schema` and `runner` are "module:name" so that nothing heavy is imported at start-up.
-    """
-    import importlib
-
-    from hfllm.config import load_config
-    from hfllm.config.distributed import fsdp_enabled
-    from hfllm.launch import in_worker, is_main_process, launch_if_asked
-    from hfllm.output import emit
-
-    def resolve(target: str):
-        module, _, name = target.partition(":")
-        return getattr(importlib.import_module(module), name)
-
-    cfg = load_config(
-        resolve(schema), config, sets, flags={"output_dir": str(output_dir) if output_dir else None}
-    )
-    processes = (launch.get("num_processes") or 1) * (launch.get("num_machines") or 1)
-    if processes > 1 and not in_worker():
-        from hfllm.train.rundir import check_world_size_before_launch
-
-        check_world_size_before_launch(Path(cfg.output_dir), resume, overwrite, resume_force, processes)
-    code = launch_if_asked(needs_launcher=fsdp_enabled(cfg.training.get("fsdp")), **launch)
-    if code is not None:
-        raise typer.Exit(code)
-    result = resolve(runner)(cfg, resume=resume, overwrite=overwrite, resume_force=resume_force)
-    if is_main_process():
-        emit(result)
-
-
-def training_command(name: str, schema: str, runner: str, help_text: str):
+def training_command(name: str, help_text: str):
     """Return the Typer function of a training command (pretrain, finetune): one set of options,
-    one code path (`run_training_command`), so the two commands cannot drift apart."""
+    one code path (`hfllm.train.runner.run_command`), so the commands cannot drift apart."""
 
     def command(
         config: ConfigOpt,
@@ -108,9 +90,10 @@ def training_command(name: str, schema: str, runner: str, help_text: str):
         main_process_ip: MainIpOpt = None,
         main_process_port: MainPortOpt = None,
     ) -> None:
-        run_training_command(
-            schema,
-            runner,
+        from hfllm.train.runner import run_command
+
+        run_command(
+            name,
             config,
             set_,
             output_dir,

@@ -9,16 +9,25 @@ from typing import Annotated
 import typer
 
 ModelOpt = Annotated[
-    Path, typer.Option("--model", "-m", help="Model dir (a finetune or pretrain run's model/).")
+    Path,
+    typer.Option("--model", "-m", metavar="DIR", help="Model dir (a finetune or pretrain run's model/)."),
 ]
 InputOpt = Annotated[
-    str, typer.Option("--input", "-i", help="File of lines (text, or JSON with a `text` field); - for stdin.")
+    str,
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="FILE|-",
+        help="File of lines (text, or JSON with a `text` field); - for stdin.",
+    ),
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Lines per forward pass.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Lines per forward pass.")]
 AllScoresOpt = Annotated[
     bool, typer.Option("--all-scores", help="Classification: add the score of every label.")
 ]
-TopKOpt = Annotated[int, typer.Option("--top-k", min=1, help="Masked LM: candidates per [MASK].")]
+TopKOpt = Annotated[
+    int, typer.Option("--top-k", min=1, metavar="K", help="Masked LM: candidates per [MASK].")
+]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Stop at the first bad line (exit 3) instead of skipping it.")
 ]
@@ -37,13 +46,15 @@ PrecisionOpt = Annotated[
     Precision,
     typer.Option(
         "--precision",
+        metavar="auto|fp32|bf16|int8",
         help="auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU runs it natively and the model is at "
         "least 256 wide, else fp32 (the log says which); int8: dynamic quantization, CPU only, may change "
         "some predictions.",
     ),
 ]
 MaxLengthOpt = Annotated[
-    int | None, typer.Option("--max-length", min=8, help="Truncate inputs (default: the model's limit).")
+    int | None,
+    typer.Option("--max-length", min=8, metavar="N", help="Truncate inputs (default: the model's limit)."),
 ]
 
 

@@ -41,6 +41,9 @@ def _describe(
     if kind == "missing":
         return f"{_where(loc[:-1], origins, source)}: missing required key `{key}`", None
     got = err.get("input")
+    if not loc and kind == "value_error":
+        # A check across sections (a model validator): its message names the keys; the input is the whole config.
+        return f"{source}: {err['msg'].removeprefix('Value error, ')}", None
     return f"{_where(loc, origins, source)}: `{key}`: {err['msg']} (got {got!r})", None
 
 

@@ -70,6 +70,32 @@ def load_any(path: Path, sets: list[str] | None = None, kind: str | None = None)
     return load_config(schema_for(kind_of(path, data, kind)), path, sets)
 
 
+# TrainingArguments fields that hold credentials: never written to config.yaml, cards or logs (the
+# token comes from HF_TOKEN or `hf auth login` when the config does not give one).
+SECRET_TRAINING_KEYS = ("hub_token",)
+
+
 def to_yaml(config: BaseModel) -> str:
-    """Return the resolved config as YAML that loads back to an equal object."""
-    return dump_yaml(config.model_dump(mode="json"))
+    """Return the resolved config as YAML that loads back to an equal object, without credentials
+    (a `training.hub_token` given in the config is written as null)."""
+    data = config.model_dump(mode="json")
+    training = data.get("training")
+    if isinstance(training, dict):
+        for key in SECRET_TRAINING_KEYS:
+            if training.get(key) is not None:
+                training[key] = None
+    return dump_yaml(data)
+
+
+def changed_keys(
+    old: Any, new: Any, prefix: str = "", ignore: tuple[str, ...] = ()
+) -> list[tuple[str, Any, Any]]:
+    """Return (dotted key, old, new) for every leaf that differs between two config mappings."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            name = f"{prefix}{key}"
+            if name not in ignore:
+                out += changed_keys(old.get(key), new.get(key), f"{name}.", ignore)
+        return out
+    return [] if old == new else [(prefix.rstrip("."), old, new)]

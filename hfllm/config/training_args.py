@@ -11,10 +11,12 @@ import ast
 import difflib
 import functools
 import importlib.util
+import math
 from pathlib import Path
 from typing import Any
 
 from hfllm.config.distributed import check_distributed, check_runtime
+from hfllm.config.trackers import check_report_to
 from hfllm.config.yamlio import Origins
 from hfllm.errors import ConfigError
 
@@ -81,6 +83,47 @@ def _accepts(annotation: ast.expr | None, value: Any) -> bool:
     return True
 
 
+# Values TrainingArguments or the model would refuse (or silently misuse) later: checked at validate time.
+# key -> (test, what it must be)
+_POSITIVE_INT = (lambda v: v >= 1, "an integer of at least 1")
+_FINITE_POSITIVE = (lambda v: math.isfinite(v) and v > 0, "a finite number above 0")
+_FINITE_NON_NEGATIVE = (lambda v: math.isfinite(v) and v >= 0, "a finite number of at least 0")
+_STEPS = (lambda v: math.isfinite(v) and v > 0, "above 0 (a number of steps, or a ratio below 1)")
+VALUE_RULES: dict[str, tuple[Any, str]] = {
+    "per_device_train_batch_size": _POSITIVE_INT,
+    "per_device_eval_batch_size": _POSITIVE_INT,
+    "gradient_accumulation_steps": _POSITIVE_INT,
+    "eval_accumulation_steps": _POSITIVE_INT,
+    "save_total_limit": _POSITIVE_INT,
+    "learning_rate": _FINITE_POSITIVE,
+    "adam_epsilon": _FINITE_POSITIVE,
+    "num_train_epochs": _FINITE_POSITIVE,
+    "weight_decay": _FINITE_NON_NEGATIVE,
+    "max_grad_norm": _FINITE_NON_NEGATIVE,
+    "warmup_steps": _FINITE_NON_NEGATIVE,
+    "dataloader_num_workers": (lambda v: v >= 0, "an integer of at least 0"),
+    "adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "max_steps": (lambda v: v == -1 or v >= 1, "-1 (use num_train_epochs) or at least 1"),
+    "eval_steps": _STEPS,
+    "save_steps": _STEPS,
+    "logging_steps": _STEPS,
+}
+
+
+def check_training_values(training: dict[str, Any], origins: Origins, source: str) -> None:
+    """Raise ConfigError, naming the key, for a value no run could use (batch size 0, NaN learning rate...)."""
+    for key, (test, must_be) in VALUE_RULES.items():
+        value = training.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # unset, or a type error that the annotation check reports
+        if not test(value):
+            where = origins.get(("training", key), source)
+            raise ConfigError(f"{where}: `training.{key}` must be {must_be}, got {value!r}")
+    if training.get("max_steps", -1) == -1 and training.get("num_train_epochs") == 0:
+        raise ConfigError(f"{source}: nothing to train: training.num_train_epochs is 0 and max_steps is -1")
+
+
 # Checked by hfllm.config.distributed instead: Transformers 5.24 annotates `fsdp` as `str | None`
 # but takes true/false and lists too.
 OWN_CHECKS = ("fsdp",)
@@ -106,6 +149,8 @@ def check_training_section(training: dict[str, Any], origins: Origins, source: s
         if key not in OWN_CHECKS and not _accepts(fields[key], value):
             expected = ast.unparse(fields[key]) if fields[key] is not None else "?"
             raise ConfigError(f"{where}: `training.{key}` should be {expected}, got {value!r}")
+    check_training_values(training, origins, source)
+    check_report_to(training, origins, source)
     check_distributed(training, origins, source)
 
 

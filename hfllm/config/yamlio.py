@@ -39,9 +39,21 @@ ConfigLoader.add_implicit_resolver(
 )
 
 
+# Bounds for hostile configs: YAML aliases can make a few lines expand to billions of nodes
+# ("billion laughs"), so the nodes a config expands to, its nesting and its size are all capped.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+MAX_BYTES = 4 * 1024 * 1024
+
+
 def load_scalar(text: str) -> Any:
-    """Return a YAML value parsed the way config files are (used by --set)."""
-    return yaml.load(text, Loader=ConfigLoader)
+    """Return a YAML value parsed the way config files are (used by --set), with the same bounds."""
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        return _construct(loader, node, (), {}, "--set", [MAX_NODES]) if node is not None else None
+    finally:
+        loader.dispose()
 
 
 # A key path inside a config, e.g. ("data", "files", 0); origins map it to "file:line:col".
@@ -58,6 +70,11 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], Origins]:
         )
     if path.is_dir():
         raise ConfigError(f"config path is a directory, not a YAML file: {path}")
+    if path.stat().st_size > MAX_BYTES:
+        raise ConfigError(
+            f"{path}: {path.stat().st_size:,} bytes is too large for a config (the limit is {MAX_BYTES:,})",
+            "a config holds settings; put data in files that data.files names",
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -73,7 +90,8 @@ def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], Origins]:
     try:
         node = loader.get_single_node()
         origins: Origins = {}
-        data = _construct(loader, node, (), origins, source) if node is not None else {}
+        budget = [MAX_NODES]
+        data = _construct(loader, node, (), origins, source, budget) if node is not None else {}
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -91,9 +109,21 @@ def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], Origins]:
     return data, origins
 
 
-def _construct(loader: ConfigLoader, node: yaml.Node, path: KeyPath, origins: Origins, source: str) -> Any:
+def _construct(
+    loader: ConfigLoader, node: yaml.Node, path: KeyPath, origins: Origins, source: str, budget: list[int]
+) -> Any:
     def where(n: yaml.Node) -> str:
         return f"{source}:{n.start_mark.line + 1}:{n.start_mark.column + 1}"
+
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(
+            f"{where(node)}: the config expands to more than {MAX_NODES:,} values (YAML aliases repeating "
+            "aliases?)",
+            "write the settings out; anchors and aliases are for small repeated blocks",
+        )
+    if len(path) > MAX_DEPTH:
+        raise ConfigError(f"{where(node)}: the config nests deeper than {MAX_DEPTH} levels")
 
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<: *anchor` merges
@@ -105,13 +135,13 @@ def _construct(loader: ConfigLoader, node: yaml.Node, path: KeyPath, origins: Or
             if key in out:
                 raise ConfigError(f"{where(key_node)}: duplicate key `{'.'.join(map(str, path + (key,)))}`")
             origins[path + (key,)] = where(key_node)
-            out[key] = _construct(loader, value_node, path + (key,), origins, source)
+            out[key] = _construct(loader, value_node, path + (key,), origins, source, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             origins[path + (i,)] = where(item)
-            items.append(_construct(loader, item, path + (i,), origins, source))
+            items.append(_construct(loader, item, path + (i,), origins, source, budget))
         return items
     return loader.construct_object(node, deep=True)
 

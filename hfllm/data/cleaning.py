@@ -138,3 +138,71 @@ def count_drops(drop_column) -> dict[str, int]:
 
     codes = np.bincount(np.asarray(drop_column, dtype=np.int64), minlength=len(DROP_REASONS) + 1)
     return {name: int(codes[i + 1]) for i, name in enumerate(DROP_REASONS)}
+
+
+# model/cleaning.json: the text cleaning of the data a model was trained on, for inference to repeat.
+CLEANING_FILE = "cleaning.json"
+# Stands in for a mask token while a masked-LM input is cleaned (lowercase would break `[MASK]`).
+_KEEP = "\ue000"
+
+
+def cleaning_record(data_dir, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the content of model/cleaning.json for a model trained on `data_dir`: the preprocess `clean:`
+    settings its text went through, or `clean: null` when its text was not cleaned (pre-split words,
+    chats); None when the data dir does not say (no config.yaml)."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(data_dir) / "config.yaml"
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    clean = config.get("clean") if isinstance(config, dict) else None
+    cleaned = not manifest.get("tokens_column") and manifest.get("task") != "causal-lm"
+    return {
+        "clean": clean if cleaned and isinstance(clean, dict) else None,
+        "data_dir": str(data_dir),
+        "applies_to": "the text of predict, generate (plain prompts) and evaluate (raw files); "
+        "the filters (min_chars, dedup, ...) are not applied",
+    }
+
+
+def recorded_cleaning(model_dir) -> Any:
+    """Return the CleanSection recorded in `model_dir`/cleaning.json, or None (no record, or text that
+    was not cleaned). A broken record is an InputError naming the file."""
+    import json
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from hfllm.config.schemas.preprocess import CleanSection
+    from hfllm.errors import InputError
+
+    path = Path(model_dir) / CLEANING_FILE
+    if not path.is_file():
+        return None
+    try:
+        clean = json.loads(path.read_text(encoding="utf-8")).get("clean")
+        return None if clean is None else CleanSection.model_validate(clean)
+    except (ValueError, AttributeError, UnicodeDecodeError, ValidationError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise InputError(
+            f"{path}: unreadable cleaning record ({reason})", "restore it from the run, or delete it"
+        ) from None
+
+
+def inference_cleaner(model_dir, keep: str | None = None):
+    """Return a function that cleans one input text as the model's training text was cleaned (identity
+    when the model records no cleaning). `keep`: a token left as written (a masked LM's [MASK])."""
+    clean = recorded_cleaning(model_dir)
+    if clean is None:
+        return lambda text: text
+
+    def cleaner(text: str) -> str:
+        if keep:
+            return clean_text(text.replace(keep, _KEEP), clean)[0].replace(_KEEP, keep)
+        return clean_text(text, clean)[0]
+
+    return cleaner

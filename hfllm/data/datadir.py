@@ -45,17 +45,13 @@ class DataDir:
 
     def load_tokenizer(self):
         """Return the data's tokenizer; an unreadable tokenizer/ is an InputError naming it."""
-        from transformers import AutoTokenizer
-
-        from hfllm.errors import HfllmError
+        from hfllm.models.loader import load_tokenizer
 
         try:
-            return AutoTokenizer.from_pretrained(str(self.tokenizer_path))
-        except Exception as exc:  # tokenizers raises plain Exceptions for a corrupt tokenizer.json
-            if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-                raise
+            return load_tokenizer(str(self.tokenizer_path), key=str(self.tokenizer_path))
+        except InputError as exc:
             raise InputError(
-                f"{self.tokenizer_path}: cannot load the data's tokenizer ({first_line(exc)})",
+                f"{self.tokenizer_path}: cannot load the data's tokenizer ({exc.message})",
                 "rerun `hfllm preprocess --force` for this data dir",
             ) from None
 
@@ -66,13 +62,9 @@ class DataDir:
         """
         from datasets import load_from_disk
 
-        from hfllm.errors import HfllmError
-
         try:
             return load_from_disk(str(self.path))
         except Exception as exc:  # datasets and pyarrow raise many types (OSError, ArrowInvalid, KeyError...)
-            if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-                raise
             _raise_for_bad_split(self.path)
             raise InputError(
                 f"{self.path}: cannot read the splits ({type(exc).__name__}: {first_line(exc)})",
@@ -136,8 +128,6 @@ def _raise_for_bad_split(path: Path) -> None:
     """Raise InputError naming the first split of dataset_dict.json that is empty, missing or unreadable."""
     from datasets import Dataset
 
-    from hfllm.errors import HfllmError
-
     again = "rerun `hfllm preprocess --force` for this data dir"
     # datasets cannot load a split saved with zero rows (it has no shard); name the problem instead.
     for split_dir in sorted(p for p in path.iterdir() if p.is_dir()):
@@ -162,8 +152,6 @@ def _raise_for_bad_split(path: Path) -> None:
         try:
             Dataset.load_from_disk(str(path / name))
         except Exception as exc:
-            if isinstance(exc, HfllmError):
-                raise
             raise InputError(
                 f"{path / name}: the {name} split is unreadable (truncated or corrupt: {first_line(exc)})",
                 again,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hfllm.data.datadir import DataDir, open_data_dir, tokenizer_fingerprint
+from hfllm.data.datadir import DataDir, open_data_dir
 from hfllm.errors import ConfigError, InputError
 from hfllm.output import log
-from hfllm.tasks.classification import MULTI, REGRESSION, SINGLE, TOKEN
+from hfllm.tasks.names import REGRESSION, TOKEN, problem_type_from_feature
 
 
 def preprocess_config(config: Any, model_source: str, output_dir: Path) -> dict[str, Any]:
@@ -48,14 +48,8 @@ def preprocess_raw_files(config: Any, model_source: str, output_dir: Path) -> Da
     """Return the data dir made from `data.files` with the model's tokenizer (reused when already complete)."""
     from hfllm.config import validate_config
     from hfllm.config.schemas.preprocess import PreprocessConfig
+    from hfllm.data.pipeline import run_preprocess
 
-    try:
-        from hfllm.data.pipeline import run_preprocess
-    except ImportError:
-        raise ConfigError(
-            "data.files: this hfllm cannot preprocess raw files yet",
-            "run `hfllm preprocess` with packing.mode: supervised and set data.dir",
-        ) from None
     mapping = preprocess_config(config, model_source, output_dir)
     pre_config = validate_config(PreprocessConfig, mapping, {}, "finetune data.files (preprocess settings)")
     log.info(
@@ -63,6 +57,25 @@ def preprocess_raw_files(config: Any, model_source: str, output_dir: Path) -> Da
     )
     run_preprocess(pre_config, force=False)
     return open_data_dir(output_dir)
+
+
+def open_or_preprocess(config: Any, model_source: str) -> DataDir:
+    """Return the data dir of a finetune config: its `data.dir`, or its raw files preprocessed with the
+    model's tokenizer into <output_dir>/data/ (reused when up to date)."""
+    if config.data.dir:
+        return open_data_dir(Path(config.data.dir))
+    return preprocess_raw_files(config, model_source, Path(config.output_dir) / "data")
+
+
+def load(config: Any, model_source: str, tokenizer: Any) -> tuple[DataDir, Any]:
+    """Return (data dir, splits) of a classification finetune, checked for the task and the tokenizer."""
+    from hfllm.models.preflight import check_same_tokenizer
+
+    data = open_or_preprocess(config, model_source)
+    splits = data.load_splits()
+    check_supervised(data, splits, config.task)
+    check_same_tokenizer(tokenizer, data, config.model.name_or_path)
+    return data, splits
 
 
 def check_supervised(data: DataDir, splits: Any, task: str) -> None:
@@ -88,7 +101,7 @@ def resolve_problem_type(config: Any, data: DataDir, splits: Any) -> str | None:
     if config.task == TOKEN:
         return None
     recorded = data.manifest.get("problem_type")
-    guessed = _guess_problem_type(splits["train"])
+    guessed = problem_type_from_feature(splits["train"].features["labels"])
     chosen = config.problem_type or recorded or guessed
     if config.problem_type and recorded and config.problem_type != recorded:
         raise ConfigError(
@@ -96,14 +109,6 @@ def resolve_problem_type(config: Any, data: DataDir, splits: Any) -> str | None:
             "remove problem_type from the config to use the data's",
         )
     return chosen
-
-
-def _guess_problem_type(train: Any) -> str:
-    feature = train.features["labels"]
-    if hasattr(feature, "feature") or type(feature).__name__ in ("Sequence", "List", "LargeList"):
-        return MULTI
-    dtype = getattr(feature, "dtype", "int64")
-    return REGRESSION if str(dtype).startswith("float") else SINGLE
 
 
 def label_maps(
@@ -119,14 +124,6 @@ def label_maps(
         )
     label2id = {str(k): int(v) for k, v in label2id.items()}
     return label2id, {v: k for k, v in label2id.items()}
-
-
-def check_same_tokenizer(tokenizer: Any, data: DataDir, model_source: str) -> None:
-    """Raise InputError when the data was tokenized with another tokenizer than the model's."""
-    from hfllm.models.preflight import check_tokenizer_match
-
-    recorded = data.manifest.get("tokenizer", {}).get("fingerprint")
-    check_tokenizer_match(tokenizer_fingerprint(tokenizer), recorded, model_source, str(data.path))
 
 
 def class_weights(train: Any, num_labels: int, setting: Any, task: str) -> list[float] | None:
@@ -146,3 +143,76 @@ def class_weights(train: Any, num_labels: int, setting: Any, task: str) -> list[
     values = values[values >= 0]
     counts = np.bincount(values, minlength=num_labels).astype(np.float64)
     return [float(len(values) / (num_labels * c)) if c else 0.0 for c in counts]
+
+
+def evaluation_split(
+    files: list[str], read: Any, tokenizer: Any, model_dir: Path, model_config: Any, task: str, work: Path
+) -> tuple[Any, dict[str, Any]]:
+    """Return (Dataset, manifest) of raw labelled files for evaluating a model: read and tokenized by the
+    preprocess pipeline with the model's tokenizer, its label map (a label outside it is refused, naming
+    the row; classes the files lack are fine) and its training-time cleaning (model/cleaning.json). Every
+    row is kept (no de-duplication or length filters; rows left without text are dropped and counted)."""
+    from hfllm.config import validate_config
+    from hfllm.config.schemas.preprocess import PreprocessConfig
+    from hfllm.data.cleaning import recorded_cleaning
+    from hfllm.data.pipeline import Timer, build
+    from hfllm.data.sources import resolve_sources
+    from hfllm.tasks.names import problem_type_of
+
+    problem_type = problem_type_of(model_config) if task != TOKEN else None
+    label2id = (
+        None if problem_type == REGRESSION else {str(n): int(i) for i, n in model_config.id2label.items()}
+    )
+    columns = ("format", "text_column", "text_pair_column", "label_column", "label_separator")
+    data = {"files": list(files), **{k: getattr(read, k) for k in (*columns, "tokens_column", "tags_column")}}
+    mapping: dict[str, Any] = {
+        "kind": "preprocess",
+        "task": task,
+        "data": data,
+        "clean": _evaluation_cleaning(recorded_cleaning(model_dir)),
+        "split": {"validation": 0, "test": 0},
+        "tokenizer": {"name_or_path": str(model_dir)},
+        "packing": {
+            "mode": "supervised",
+            "max_length": read.max_length or _trained_length(tokenizer, model_config),
+        },
+    }
+    if problem_type:
+        mapping["problem_type"] = problem_type
+    config = validate_config(PreprocessConfig, mapping, {}, "evaluate --data (raw files)")
+    sources = resolve_sources(config.data, work / "stdin")
+    splits, manifest, _ = build(config, sources, work, Timer(), tokenizer=tokenizer, label2id=label2id)
+    dropped = {k: v for k, v in manifest["counts"].get("dropped", {}).items() if v}
+    if dropped:
+        log.warning("rows not evaluated: %s", ", ".join(f"{v} {k}" for k, v in dropped.items()))
+    return splits["train"], manifest
+
+
+def _evaluation_cleaning(recorded: Any) -> dict[str, Any]:
+    """Return the preprocess `clean:` of evaluation files: the model's text steps, no filters."""
+    steps = (
+        recorded.model_dump()
+        if recorded is not None
+        else {
+            "html": False,
+            "unicode_normalization": "none",
+            "remove_control": False,
+            "replace_urls": None,
+            "replace_emails": None,
+            "lowercase": False,
+            "collapse_whitespace": False,
+        }
+    )
+    return {**steps, "min_chars": 1, "max_chars": None, "min_words": 0, "max_words": None, "dedup": False}
+
+
+def _trained_length(tokenizer: Any, model_config: Any) -> int:
+    """Return the length the model was trained on (its tokenizer's model_max_length, set at export),
+    within its position embeddings."""
+    positions = getattr(model_config, "max_position_embeddings", None) or 512
+    limit = (
+        tokenizer.model_max_length
+        if tokenizer.model_max_length and tokenizer.model_max_length < 10**6
+        else positions
+    )
+    return max(8, min(limit, positions))

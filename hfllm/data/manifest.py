@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from hfllm import __version__
+from hfllm.config.loader import changed_keys
 from hfllm.data.datadir import MANIFEST, MANIFEST_FORMAT, TOKENIZER_DIR
 from hfllm.data.sources import Source
-from hfllm.errors import InputError
-from hfllm.fsutil import atomic_write_json, atomic_write_text
+from hfllm.fsutil import atomic_write_json, atomic_write_text, remove_entries
 
-MARKER = ".hfllm-preprocess"  # says "hfllm made this dir", so an unfinished run may be replaced
 WORK_PREFIX = ".hfllm-work-"
 OWN_PATHS = ("dataset_dict.json", "train", "validation", "test", TOKENIZER_DIR, "config.yaml")
 # Settings that change how fast a run goes, never what it writes.
-NOT_HASHED = ("output_dir", "num_proc", "batch_size")
+NOT_HASHED = ("output_dir", "num_proc", "batch_size", "strict")
 PIPELINE_VERSION = 1
 
 
@@ -35,6 +34,8 @@ def input_stats(sources: list[Source]) -> list[dict[str, Any]]:
     records = []
     for source in sources:
         record = {"path": source.path, "format": source.format, "split": source.split, **source.stat()}
+        if source.hub is not None:
+            record["hub"] = source.hub.key()
         if source.path == "-":
             record["sha256"] = source.sha256()
             record["mtime_ns"] = None
@@ -72,6 +73,30 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT else None
 
 
+def same_content(manifest: dict[str, Any], key: dict[str, Any], sources: list[Source]) -> dict[str, Any]:
+    """Return `key` with the size and mtime of the inputs recorded in `manifest` where only the mtime
+    differs and the content hash is the recorded one: a touched or copied file is the same input."""
+    recorded = {(i["path"], i.get("split")): i for i in manifest.get("inputs", [])}
+    cached = {(i["path"], i.get("split")): i for i in manifest.get("cache_key", {}).get("inputs", [])}
+    by_name = {(src.path, src.split): src for src in sources}
+    inputs = []
+    for item in key["inputs"]:
+        name = (item["path"], item.get("split"))
+        old, was = recorded.get(name), cached.get(name)
+        if (
+            was is not None
+            and old is not None
+            and item != was
+            and item.get("bytes") == was.get("bytes")
+            and item["path"] != "-"
+            and name in by_name
+            and by_name[name].sha256() == old.get("sha256")
+        ):
+            item = {**item, "mtime_ns": was.get("mtime_ns")}
+        inputs.append(item)
+    return {**key, "inputs": inputs}
+
+
 def cache_miss_reason(out: Path, key: dict[str, Any]) -> str | None:
     """Return why the data dir in `out` cannot be reused for `key`, or None when it can."""
     manifest = read_manifest(out)
@@ -80,16 +105,7 @@ def cache_miss_reason(out: Path, key: dict[str, Any]) -> str | None:
     cached = manifest.get("cache_key", {})
     if cached.get("settings_hash") != key["settings_hash"]:
         return "settings changed"
-    old_inputs = {(i["path"], i.get("split")): i for i in cached.get("inputs", [])}
-    new_inputs = {(i["path"], i.get("split")): i for i in key["inputs"]}
-    if old_inputs.keys() != new_inputs.keys():
-        return "the list of inputs changed"
-    for name, new in new_inputs.items():
-        if {k: v for k, v in new.items()} != {k: v for k, v in old_inputs[name].items() if k in new}:
-            return f"input changed: {name[0]}"
-    if cached.get("tokenizer_source") != key["tokenizer_source"]:
-        return "the source tokenizer changed"
-    return _outputs_missing(out, manifest)
+    return _input_change(cached, key) or _outputs_missing(out, manifest)
 
 
 def _outputs_missing(out: Path, manifest: dict[str, Any]) -> str | None:
@@ -113,23 +129,48 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def claim_output_dir(out: Path, force: bool) -> None:
-    """Create `out` or check it is ours (an earlier preprocess run) or empty; `--force` takes any dir."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output dir {out} is a file", "choose another --output-dir")
-    if out.is_dir():
-        entries = [p.name for p in out.iterdir() if not p.name.startswith(WORK_PREFIX)]
-        ours = MARKER in entries or read_manifest(out) is not None
-        if entries and not ours and not force:
-            raise InputError(
-                f"output dir {out} holds something else ({', '.join(sorted(entries)[:3])}...)",
-                "choose an empty or new --output-dir, or pass --force to write hfllm's files into it",
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / MARKER).is_file():  # rewriting it would touch a finished data dir before any check
-        atomic_write_text(
-            out / MARKER, "written by `hfllm preprocess`; a dir without manifest.json is unfinished\n"
-        )
+def changes(out: Path, config, key: dict[str, Any]) -> str | None:
+    """Return what differs between the finished data dir in `out` and a run of `config` on these inputs
+    (settings by key, inputs, the source tokenizer), or None when there is no finished data dir or nothing
+    differs. A finished data dir is never rebuilt silently: a training run may depend on it."""
+    manifest = read_manifest(out)
+    if manifest is None:
+        return None
+    reason = _input_change(manifest.get("cache_key", {}), key)
+    if manifest.get("cache_key", {}).get("settings_hash") != key["settings_hash"]:
+        old = _settings(out / "config.yaml")
+        new = config.model_dump(mode="json")
+        keys = changed_keys(old, new, ignore=NOT_HASHED) if old is not None else []
+        shown = "; ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, a, b in keys[:6])
+        reason = f"settings changed ({shown})" if shown else "settings changed (or the hfllm version)"
+    return reason
+
+
+def _input_change(cached: dict[str, Any], key: dict[str, Any]) -> str | None:
+    old_inputs = {(i["path"], i.get("split")): i for i in cached.get("inputs", [])}
+    new_inputs = {(i["path"], i.get("split")): i for i in key["inputs"]}
+    if old_inputs.keys() != new_inputs.keys():
+        return "the list of inputs changed"
+    for name, new in new_inputs.items():
+        if new != {k: v for k, v in old_inputs[name].items() if k in new}:
+            return f"input changed: {name[0]}"
+    if cached.get("tokenizer_source") != key["tokenizer_source"]:
+        return "the source tokenizer changed"
+    return None
+
+
+def _settings(path: Path) -> dict[str, Any] | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _short(value: Any) -> str:
+    return str(value)[:60]
 
 
 def make_work_dir(out: Path) -> Path:
@@ -162,12 +203,7 @@ def commit(out: Path, staged_data: Path, staged_tokenizer: Path, config_yaml: st
     finished run whose files do not match its manifest.
     """
     (out / MANIFEST).unlink(missing_ok=True)
-    for name in OWN_PATHS:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    remove_entries(out, OWN_PATHS)
     for entry in staged_data.iterdir():
         os.replace(entry, out / entry.name)
     os.replace(staged_tokenizer, out / TOKENIZER_DIR)

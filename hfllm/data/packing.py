@@ -109,9 +109,18 @@ class BlockPacker:
     group_texts drops a remainder in every map batch instead (up to max_length-1 tokens per 1,000 docs).
     """
 
-    def __init__(self, max_length: int, prefix: list[int], suffix: list[int], separator: list[int], unk_id):
+    def __init__(
+        self,
+        max_length: int,
+        prefix: list[int],
+        suffix: list[int],
+        separator: list[int],
+        unk_id,
+        doc_prefix: list[int] | None = None,
+    ):
         self.body = max_length - len(prefix) - len(suffix)
         self.prefix, self.suffix, self.separator = prefix, suffix, separator
+        self.doc_prefix = list(doc_prefix or [])  # causal: ids before each document (Llama's BOS)
         self.unk_id = -1 if unk_id is None else unk_id
         self.carry_ids = np.empty(0, dtype=np.int32)
         self.carry_special = np.empty(0, dtype=np.int8)
@@ -124,10 +133,16 @@ class BlockPacker:
         self.counts["tokens"] += len(values)
         self.counts["unk_tokens"] += int((values == self.unk_id).sum())
         ids, special = values, np.zeros(len(values), dtype=np.int8)
-        if self.separator:
+        if self.separator or self.doc_prefix:
             ends = np.cumsum(lengths)
-            ids = np.insert(values, ends, self.separator[0])
-            special = np.insert(special, ends, 1)
+            # Where a document ends and the next starts, the separator goes first, then the prefix.
+            at = [ends] * len(self.separator[:1]) + [ends - lengths] * len(self.doc_prefix)
+            fill = self.separator[:1] + self.doc_prefix
+            where = np.concatenate(at)
+            what = np.concatenate([np.full(len(a), f, dtype=np.int32) for a, f in zip(at, fill, strict=True)])
+            order = np.argsort(where, kind="stable")
+            ids = np.insert(values, where[order], what[order])
+            special = np.insert(special, where[order], 1)
         ids = np.concatenate([self.carry_ids, ids])
         special = np.concatenate([self.carry_special, special])
         full = len(ids) // self.body * self.body
@@ -179,10 +194,11 @@ def group_blocks(
     """
     from datasets import Dataset
     from datasets.arrow_writer import ArrowWriter
-    from tqdm.auto import tqdm
+
+    from hfllm.output import progress
 
     writer = ArrowWriter(features=block_features(), path=str(path))
-    bar = tqdm(total=len(texts), desc=desc, unit=" docs", mininterval=1.0, leave=False)
+    bar = progress(len(texts), desc)
     try:
         for table in texts.with_format("arrow").iter(batch_size=batch_size):
             column = tokenize_table(table, spec, table.column_names[0]).column("input_ids").combine_chunks()

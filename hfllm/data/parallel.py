@@ -50,7 +50,8 @@ def map_arrow(
 ):
     """Return a Dataset of the rows of Arrow file `source` with the columns `fn(batch, **kwargs)` adds."""
     from datasets import Dataset, concatenate_datasets
-    from tqdm.auto import tqdm
+
+    from hfllm.output import progress
 
     rows = len(Dataset.from_file(str(source)))
     shards = max(1, min(processes * SHARDS_PER_PROCESS, -(-rows // batch_size))) if processes > 1 else 1
@@ -68,7 +69,7 @@ def map_arrow(
         )
         for i in range(shards)
     ]
-    bar = tqdm(total=rows, desc=name, unit=" docs", mininterval=1.0, leave=False)
+    bar = progress(rows, name)
     try:
         if shards == 1:
             paths = [_run_shard(tasks[0])]

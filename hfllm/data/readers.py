@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hfllm.data.sources import Source
-from hfllm.errors import HfllmError, InputError
+from hfllm.errors import InputError
 
 SNIFF_BYTES = 8192
 # Records are (row, dict, replaced): row is the 1-based line (txt, jsonl, csv) or row index (parquet, arrow);
@@ -201,6 +201,13 @@ def read_csv(source: Source, data) -> Iterator[Record]:
         header = next(reader)
     except StopIteration:
         raise InputError(f"{source.path}: file is empty") from None
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        # A dict of the row would keep only the last of the columns that share a name.
+        raise InputError(
+            f"{source.path}: line 1: the header names column {repeated[0]!r} {header.count(repeated[0])} times",
+            "give every column its own name",
+        )
     for row in reader:
         if not row:
             continue
@@ -219,8 +226,6 @@ def read_parquet(source: Source, data) -> Iterator[Record]:
     try:
         handle = pq.ParquetFile(source.local)
     except Exception as exc:  # pyarrow raises ArrowInvalid for anything that is not parquet
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
         raise InputError(f"{source.path}: not a readable parquet file ({exc})") from None
     row = 0
     for batch in handle.iter_batches(batch_size=10_000):
@@ -236,8 +241,6 @@ def read_arrow(source: Source, data) -> Iterator[Record]:
     try:
         loaded = load_from_disk(str(source.local))
     except Exception as exc:
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
         raise InputError(f"{source.path}: not a readable save_to_disk dataset ({exc})") from None
     if isinstance(loaded, DatasetDict):
         if data.hub_split not in loaded:
@@ -250,16 +253,10 @@ def read_arrow(source: Source, data) -> Iterator[Record]:
 
 
 def read_hub(source: Source, data) -> Iterator[Record]:
-    """Yield the rows of a Hub dataset, streamed (only when online)."""
-    from datasets import load_dataset
+    """Yield the rows of one split of a Hub dataset (or local dataset repo), streamed; class ids become names."""
+    from hfllm.data.hub import iter_rows
 
-    try:
-        loaded = load_dataset(source.path, split=data.hub_split, streaming=True)
-    except Exception as exc:
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
-        raise InputError(f"{source.path}: cannot load this Hub dataset ({exc})") from None
-    for row, obj in enumerate(loaded, start=1):
+    for row, obj in iter_rows(source.hub, (data.label_column, data.tags_column)):
         yield row, obj, False
 
 
@@ -279,13 +276,19 @@ def columns_of(source: Source) -> list[str] | None:
         try:
             return list(pq.ParquetFile(source.local).schema_arrow.names)
         except Exception as exc:
-            if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-                raise
             raise InputError(f"{source.path}: not a readable parquet file ({exc})") from None
     return None
 
 
+def read_stdlib(source: Source, data) -> Iterator[Record]:
+    """Yield the Python standard library's source files (python:stdlib), one document per file."""
+    from hfllm.data.code import read_stdlib as read
+
+    yield from read(source, data)
+
+
 READERS = {
+    "stdlib": read_stdlib,
     "txt": read_txt,
     "conll": read_conll,
     "jsonl": read_jsonl,

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from hfllm.data import cleaning, packing, supervised
+from hfllm.data import cleaning, instruct, packing, supervised
+from hfllm.data.causal import text_prefix
 from hfllm.data.ingest import Columns
 from hfllm.data.parallel import map_arrow
 from hfllm.data.sources import SPLITS
@@ -53,7 +54,10 @@ def clean(raw, config, cols: Columns, work: Path):
     """Return the cleaned dataset (with `_changed`, `_drop`, `_hash`) and the per-step change counts."""
     from datasets import Value
 
-    if cols.tokens:
+    if cols.chat is not None:
+        # Chats are kept as written: responses are often code, where whitespace is meaning.
+        fn, kwargs = instruct.check_messages_batch, {}
+    elif cols.tokens:
         fn, kwargs = cleaning.check_tokens_batch, {"tokens_column": cols.tokens, "tags_column": cols.tags}
     else:
         fn = cleaning.clean_batch
@@ -111,6 +115,12 @@ def _check_inputs_kept(sources, kept_per_input: np.ndarray) -> None:
 
 def training_texts(train_ds, cols: Columns, batch_size: int = 1000):
     """Yield batches of train-split text for the tokenizer trainer (pre-split words joined by spaces)."""
+    if cols.chat is not None:
+        for table in (
+            train_ds.select_columns([instruct.MESSAGES]).with_format("arrow").iter(batch_size=batch_size)
+        ):
+            yield instruct.training_texts(table.column(0).to_pylist())
+        return
     column = cols.tokens or cols.text
     for table in train_ds.select_columns([column]).with_format("arrow").iter(batch_size=batch_size):
         values = table.column(0).to_pylist()
@@ -125,7 +135,13 @@ def training_texts(train_ds, cols: Columns, batch_size: int = 1000):
 def pack_group(ds, tokenizer, config, cols: Columns, work: Path, name: str):
     """Return the split as max_length blocks and its counts (tokens = in blocks + dropped)."""
     prefix, suffix, separator = packing.special_ids(tokenizer)
-    packer = packing.BlockPacker(config.packing.max_length, prefix, suffix, separator, tokenizer.unk_token_id)
+    doc_prefix: list[int] = []
+    if config.objective == "causal":
+        # A stream of documents, each ending with EOS, cut anywhere: no [CLS]/[SEP] framing per block.
+        prefix, suffix, separator, doc_prefix = [], [], [tokenizer.eos_token_id], text_prefix(tokenizer)
+    packer = packing.BlockPacker(
+        config.packing.max_length, prefix, suffix, separator, tokenizer.unk_token_id, doc_prefix
+    )
     blocks = packing.group_blocks(
         ds.select_columns([cols.text]),
         tokenizer.backend_tokenizer.to_str(),
@@ -142,6 +158,8 @@ def pack_line(ds, tokenizer, config, cols: Columns, work: Path, name: str):
     """Return one truncated example per document and its counts (tokens = kept + truncated)."""
     spec = tokenizer.backend_tokenizer.to_str()
     prefix, suffix, _ = packing.special_ids(tokenizer)
+    if config.objective == "causal":
+        prefix, suffix = text_prefix(tokenizer), [tokenizer.eos_token_id]
     texts = ds.select_columns([cols.text]).with_format("arrow")
     kwargs = {
         "spec": spec,
@@ -245,3 +263,8 @@ def _supervised_features(encoded, labels: dict[str, Any]):
     else:
         features["labels"] = Value("float32")
     return features
+
+
+def pack_chat(ds, tokenizer, config, work: Path, name: str):
+    """Return the split's chats as labelled (and optionally packed) examples and their counts."""
+    return instruct.pack_chat(ds, tokenizer, config, work, name, _tokenize_map)

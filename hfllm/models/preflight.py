@@ -22,15 +22,23 @@ def column_stats(dataset: Any, column: str = "input_ids") -> dict[str, int]:
     }
 
 
+def check_same_tokenizer(tokenizer: Any, data: Any, model_name: str) -> None:
+    """Raise InputError when `data` (a DataDir) was tokenized with another tokenizer than `tokenizer`."""
+    from hfllm.data.datadir import tokenizer_fingerprint
+
+    recorded = (data.manifest.get("tokenizer") or {}).get("fingerprint")
+    check_tokenizer_match(tokenizer_fingerprint(tokenizer), recorded, model_name, str(data.path))
+
+
 def check_tokenizer_match(
-    model_fingerprint: str, data_fingerprint: str | None, model_source: str, data_dir: str
+    model_fingerprint: str, data_fingerprint: str | None, model_name: str, data_dir: str
 ):
-    """Raise InputError when the model's tokenizer is not the one that tokenized the data."""
+    """Raise InputError when the model's tokenizer (by fingerprint) is not the one that tokenized the data."""
     if data_fingerprint != model_fingerprint:
         raise InputError(
-            f"{data_dir}: data was tokenized with another tokenizer than the model's ({model_source}) "
+            f"{data_dir}: data was tokenized with another tokenizer than the model's ({model_name}) "
             f"(fingerprint {str(data_fingerprint)[:12]} != {model_fingerprint[:12]})",
-            f"preprocess the corpus with the model's tokenizer: set tokenizer.name_or_path: {model_source}",
+            f"preprocess the corpus with the model's tokenizer: set tokenizer.name_or_path: {model_name}",
         )
 
 
@@ -88,13 +96,18 @@ def check_splits(splits: Any, data_dir: str) -> None:
             raise InputError(f"{data_dir}/{name}: no `input_ids` column; is this a data dir for pretraining?")
 
 
-def check_fits_model(
-    splits: Any, embedding_rows: int, max_positions: int | None, data_dir: str
-) -> dict[str, int]:
-    """Raise InputError for token ids beyond the embedding matrix or rows longer than the positions.
+def check_fits_model(splits: Any, model: Any, data_dir: str) -> dict[str, int]:
+    """Return the largest token id and row length over all splits, after raising InputError for token ids
+    beyond the model's embedding matrix or rows longer than its position embeddings."""
+    from hfllm.models.builders import position_offset
 
-    Returns the largest token id and row length seen over all splits.
-    """
+    positions = getattr(model.config, "max_position_embeddings", None)
+    usable = positions - position_offset(model.config) if positions else None
+    return check_fits(splits, model.get_input_embeddings().num_embeddings, usable, data_dir)
+
+
+def check_fits(splits: Any, embedding_rows: int, max_positions: int | None, data_dir: str) -> dict[str, int]:
+    """Return the largest token id and row length seen over all splits (InputError when they do not fit)."""
     seen = {"max_id": -1, "max_length": 0}
     for name, split in splits.items():
         stats = column_stats(split)

@@ -11,6 +11,7 @@ config carries the architecture's default dropout again for whoever trains it ne
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from hfllm.output import log
@@ -38,9 +39,14 @@ def dropout_keys(model_type: str) -> dict[str, float]:
     }
 
 
+def dropout_turned_off(model_type: str, overrides: dict[str, Any]) -> list[str]:
+    """Return the dropout keys of a new `model_type` that pretraining sets to 0 (those model.config does not set)."""
+    return sorted(key for key in dropout_keys(model_type) if key not in overrides)
+
+
 def without_dropout(model_type: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Return model.config `overrides` with every dropout of a new `model_type` at 0, unless set there."""
-    off = sorted(key for key in dropout_keys(model_type) if key not in overrides)
+    off = dropout_turned_off(model_type, overrides)
     if off:
         log.info(
             "new model: dropout off while pretraining (%s = 0; set model.config.<key> to keep it); "
@@ -50,9 +56,9 @@ def without_dropout(model_type: str, overrides: dict[str, Any]) -> dict[str, Any
     return {**overrides, **dict.fromkeys(off, 0.0)}
 
 
-def restore_dropout(model_config: Any, overrides: dict[str, Any]) -> None:
-    """Put the architecture's default dropout back into `model_config` (before saving it), except where
-    model.config `overrides` set it."""
-    for key, value in dropout_keys(model_config.model_type).items():
-        if key not in overrides:
-            setattr(model_config, key, value)
+def restore_dropout(model_config: Any, keys: Iterable[str]) -> None:
+    """Put the architecture's default back into `model_config` (before saving it) for each dropout in `keys`."""
+    defaults = dropout_keys(model_config.model_type)
+    for key in keys:
+        if key in defaults:
+            setattr(model_config, key, defaults[key])

@@ -1,4 +1,4 @@
-"""What each supervised task predicts and how it is scored: shared by finetune, evaluate and predict."""
+"""How classification outputs become predictions and metrics: shared by finetune, evaluate and predict."""
 
 from __future__ import annotations
 
@@ -7,48 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from hfllm.errors import InputError
 from hfllm.metrics import compute
-
-SEQUENCE = "sequence-classification"
-TOKEN = "token-classification"
-MASKED_LM = "masked-lm"
-SINGLE = "single_label_classification"
-MULTI = "multi_label_classification"
-REGRESSION = "regression"
-
-# Metrics where smaller is better: best-checkpoint selection and early stopping must know.
-LOWER_IS_BETTER = {"loss", "mse", "rmse", "mae", "hamming_loss", "perplexity"}
-
-
-def task_of(model_config: Any, where: str = "model") -> str:
-    """Return the task a saved model was built for, from the head named in its config's architectures."""
-    for arch in getattr(model_config, "architectures", None) or []:
-        if arch.endswith("ForSequenceClassification"):
-            return SEQUENCE
-        if arch.endswith("ForTokenClassification"):
-            return TOKEN
-        if arch.endswith("ForMaskedLM") or arch.endswith("ForPreTraining"):
-            return MASKED_LM
-    raise InputError(
-        f"{where}: config.json names no classification or masked-LM head (architectures: "
-        f"{getattr(model_config, 'architectures', None)})",
-        "give a model dir written by `hfllm finetune` or `hfllm pretrain` (its model/)",
-    )
-
-
-def problem_type_of(model_config: Any) -> str:
-    """Return the sequence-classification problem type of a model config (single-label when unset)."""
-    return getattr(model_config, "problem_type", None) or (
-        REGRESSION if model_config.num_labels == 1 else SINGLE
-    )
-
-
-def headline_metric(task: str, problem_type: str | None) -> str:
-    """Return the metric that picks the best checkpoint by default for a task."""
-    if task == TOKEN:
-        return "entity_f1"
-    return {MULTI: "f1_micro", REGRESSION: "mse"}.get(problem_type or SINGLE, "f1_macro")
+from hfllm.tasks.names import IGNORE_INDEX, MULTI, REGRESSION, SINGLE, TOKEN
+from hfllm.tasks.tagging import tag_scheme
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -121,11 +82,11 @@ def sequence_metrics(
 def token_tags(
     logits: np.ndarray, labels: np.ndarray, id2label: dict[int, str]
 ) -> tuple[list[list[str]], list[list[str]]]:
-    """Return (predicted, gold) tag sequences from token logits, keeping positions whose label is not -100."""
+    """Return (predicted, gold) tag sequences from token logits, keeping positions whose label is not IGNORE_INDEX."""
     predicted_ids = np.asarray(logits).argmax(axis=-1)
     predicted, gold = [], []
     for row_pred, row_gold in zip(predicted_ids, np.asarray(labels), strict=True):
-        keep = row_gold != -100
+        keep = row_gold != IGNORE_INDEX
         predicted.append([id2label[int(i)] for i in row_pred[keep]])
         gold.append([id2label[int(i)] for i in row_gold[keep]])
     return predicted, gold
@@ -146,7 +107,8 @@ def make_compute_metrics(task: str, problem_type: str | None, id2label: dict[int
         labels = eval_pred.label_ids
         if task == TOKEN:
             predicted, gold = token_tags(logits, labels, id2label or {})
-            metrics = compute("seqeval_bio", predictions=predicted, references=gold)
+            scheme = tag_scheme(id2label.values()) if id2label else None
+            metrics = compute("entities", predictions=predicted, references=gold, scheme=scheme)
         else:
             predictions, _ = sequence_outputs(logits, problem_type or SINGLE)
             metrics = sequence_metrics(predictions, labels, problem_type or SINGLE, id2label)
@@ -165,3 +127,41 @@ def clean(metrics: Any) -> Any:
     if isinstance(metrics, float) and not math.isfinite(metrics):
         return None
     return metrics
+
+
+class FloatLabels:
+    """Wrap a collator so labels become float: BCE (multi-label) and MSE (regression) need float targets."""
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(features)
+        batch["labels"] = batch["labels"].float()
+        return batch
+
+
+def weighted_cross_entropy(weights: list[float]):
+    """Return a Trainer `compute_loss_func`: cross-entropy weighted per class, IGNORE_INDEX ignored.
+
+    Summed and divided by the number of labelled items in the whole accumulated batch, so gradient
+    accumulation and several processes give the same loss as one big batch.
+    """
+    import torch
+
+    table = torch.tensor(weights, dtype=torch.float32)
+
+    def loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        logits = outputs["logits"]
+        flat = labels.reshape(-1)
+        total = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            flat,
+            weight=table.to(logits.device),
+            reduction="sum",
+            ignore_index=IGNORE_INDEX,
+        )
+        count = num_items_in_batch if num_items_in_batch is not None else (flat != IGNORE_INDEX).sum()
+        return total / count
+
+    return loss

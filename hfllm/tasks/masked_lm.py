@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from hfllm.tasks.names import IGNORE_INDEX
+
 
 def mlm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
     """Return the masked-LM loss: summed over masked tokens, divided by the masked tokens of the whole
@@ -18,16 +20,19 @@ def mlm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
     this makes N processes x batch B train like one process with batch N x B.
 
     2-D logits come from the sparse head (hfllm.tasks.sparse_mlm): one row per masked token, in the
-    row-major order of `labels != -100`.
+    row-major order of `labels != IGNORE_INDEX`.
     """
     import torch
 
     logits = outputs["logits"]
-    targets = labels[labels != -100] if logits.dim() == 2 else labels.reshape(-1)
+    targets = labels[labels != IGNORE_INDEX] if logits.dim() == 2 else labels.reshape(-1)
     total = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), targets, ignore_index=-100, reduction="sum"
+        logits.reshape(-1, logits.shape[-1]).float(),
+        targets,
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
     )
-    count = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE_INDEX).sum()
     return total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)
 
 
@@ -48,15 +53,15 @@ def mlm_eval_outputs(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
     if logits.dim() == 2:
         return _sparse_eval_outputs(logits, labels)
     nll = torch.nn.functional.cross_entropy(
-        logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none"
+        logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
     )
-    return logits.argmax(dim=-1), nll.sum(dim=-1), (labels != -100).sum(dim=-1)
+    return logits.argmax(dim=-1), nll.sum(dim=-1), (labels != IGNORE_INDEX).sum(dim=-1)
 
 
 def _sparse_eval_outputs(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
     import torch
 
-    masked = labels != -100
+    masked = labels != IGNORE_INDEX
     nll = torch.nn.functional.cross_entropy(logits.float(), labels[masked], reduction="none")
     predictions = torch.zeros_like(labels)
     predictions[masked] = logits.argmax(dim=-1)
@@ -69,7 +74,7 @@ def mlm_metrics(eval_pred: Any) -> dict[str, float]:
     """Return masked_accuracy (share of masked tokens predicted exactly) and token_loss (mean NLL per
     masked token over the whole split)."""
     (predictions, nll_sums, counts), labels = eval_pred.predictions, eval_pred.label_ids
-    masked = labels != -100
+    masked = labels != IGNORE_INDEX
     total = int(masked.sum())
     correct = int((predictions[masked] == labels[masked]).sum()) if total else 0
     tokens = float(np.sum(counts))

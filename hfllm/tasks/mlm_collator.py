@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from transformers import DataCollatorForLanguageModeling
 
+from hfllm.tasks.names import IGNORE_INDEX
+
 EVAL_EPOCH = -1  # evaluation masks never change, so eval losses are comparable across evaluations
 
 
@@ -86,7 +88,7 @@ class MLMCollator(DataCollatorForLanguageModeling):
             inputs.append(masked)
             labels.append(label)
         inputs, labels = torch.cat(inputs), torch.cat(labels)
-        if not (labels != -100).any():
+        if not (labels != IGNORE_INDEX).any():
             self._mask_one(batch["input_ids"], inputs, labels, special, examples)
         batch["input_ids"], batch["labels"] = inputs, labels
         return batch

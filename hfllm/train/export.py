@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -24,11 +25,17 @@ def full_state_dict(trainer: Any) -> dict[str, Any] | None:
 
 
 def export_model(
-    model: Any, tokenizer: Any, dest: Path, card: str, state_dict: dict[str, Any] | None = None
+    model: Any,
+    tokenizer: Any,
+    dest: Path,
+    card: str,
+    state_dict: dict[str, Any] | None = None,
+    files: dict[str, str] | None = None,
 ) -> Path:
     """Return `dest` after writing the model (safetensors), its tokenizer and README.md there atomically.
 
-    `state_dict`: the gathered weights of a sharded model (see `full_state_dict`).
+    `state_dict`: the gathered weights of a sharded model (see `full_state_dict`). `files`: more text
+    files by name (cleaning.json).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +44,8 @@ def export_model(
         model.save_pretrained(str(staging), state_dict=state_dict)
         tokenizer.save_pretrained(str(staging))
         (staging / "README.md").write_text(card, encoding="utf-8")
+        for name, text in (files or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(staging, dest)
@@ -46,36 +55,111 @@ def export_model(
     return dest
 
 
+# Figures of an evaluation that are not results of the model (left out of the card's model-index).
+NOT_RESULTS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "examples")
+
+
 def model_card(
-    title: str,
-    summary: str,
-    data: dict[str, Any],
+    card: Any,
     config_yaml: str,
     metrics: dict[str, Any],
-    pipeline_tag: str = "fill-mask",
+    split: str,
+    *,
+    name: str,
+    base_model: str | None,
+    data_dir: str,
+    inputs: list[dict[str, Any]] | None,
+    license: str | None = None,
+    language: str | list[str] | None = None,
 ) -> str:
-    """Return a model card (README.md) that states the data, the full config and the metrics."""
-    rows = "\n".join(
-        f"| {key} | {_fmt(value)} |" for key, value in metrics.items() if not isinstance(value, (dict, list))
+    """Return a model card (README.md): Hub metadata built and checked by huggingface_hub (base_model,
+    datasets, license, language, tags, model-index with the `split` results), then the recipe's text,
+    the data, the results and the full config.
+
+    `card`: the recipe's hfllm.train.recipe.Card; `base_model`: where the run started (a local dir is
+    named in the text; the metadata takes a Hub id only); `inputs`: the data manifest's inputs.
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from hfllm.models.loader import hub_id
+
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    datasets = dataset_names(inputs, data_dir)
+    results = [
+        EvalResult(
+            task_type=card.pipeline_tag,
+            dataset_type=datasets[0] if len(datasets) == 1 else Path(data_dir).name,
+            dataset_name=Path(data_dir).name,
+            dataset_split=split,
+            metric_type=key,
+            metric_name=key,
+            metric_value=value,
+        )
+        for key, value in scalars.items()
+        if math.isfinite(value) and key not in NOT_RESULTS
+    ]
+    data = ModelCardData(
+        base_model=hub_id(base_model),
+        datasets=datasets,
+        license=license,
+        language=language,
+        library_name="transformers",
+        pipeline_tag=card.pipeline_tag,
+        tags=list(dict.fromkeys(["hfllm", card.pipeline_tag, *card.tags])),
+        model_name=name,
+        eval_results=results or None,
     )
-    return f"""---
-library_name: transformers
-pipeline_tag: {pipeline_tag}
-tags:
-- hfllm
----
+    text = f"---\n{data.to_yaml()}\n---\n\n{_card_text(card, config_yaml, scalars, split, base_model, license, inputs)}"
+    return str(ModelCard(text))  # parsing it again checks the metadata (model-index included)
 
-# {title}
 
-{summary}
+def dataset_names(inputs: list[dict[str, Any]] | None, data_dir: str) -> list[str]:
+    """Return the card's `datasets`: Hub ids as they are, local inputs as `path@sha256:<16 hex>`."""
+    from hfllm.models.loader import hub_id
+
+    names = []
+    for item in inputs or []:
+        hub = (item.get("hub") or {}).get("path")
+        if hub and hub_id(hub):
+            names.append(hub)
+        elif item.get("sha256"):
+            names.append(f"{item['path']}@sha256:{item['sha256'][:16]}")
+        else:
+            names.append(str(item.get("path")))
+    return list(dict.fromkeys(names)) or [str(data_dir)]
+
+
+def _card_text(card, config_yaml, scalars, split, base_model, license, inputs) -> str:
+    from hfllm.models.loader import hub_id
+
+    if base_model is None:
+        base = "trained from scratch"
+    elif hub_id(base_model):
+        base = f"[{hub_id(base_model)}](https://huggingface.co/{hub_id(base_model)})"
+    else:
+        base = f"the local model `{base_model}`"
+    rows = "\n".join(f"| {key} | {_fmt(value)} |" for key, value in scalars.items())
+    files = "\n".join(
+        f"| `{i.get('path')}` | {i.get('sha256') or '-'} | {i.get('documents', '-')} |" for i in inputs or []
+    )
+    return f"""# {card.title}
+
+{card.summary}
+
+- Base model: {base}
+- Licence: {license or "not stated (set `license:` in the config)"}
 
 ## Data
 
+| input | sha256 | documents |
+|---|---|---|
+{files or "| (see below) | - | - |"}
+
 ```json
-{json.dumps(data, indent=2, ensure_ascii=False, default=str)}
+{json.dumps(card.data, indent=2, ensure_ascii=False, default=str)}
 ```
 
-## Metrics
+## Results ({split} split)
 
 | metric | value |
 |---|---|

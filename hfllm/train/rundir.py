@@ -1,7 +1,13 @@
 """The run dir of a training command, and the decision to start fresh, resume or do nothing.
 
-Layout: config.yaml, run_facts.json, checkpoints/checkpoint-N/ (complete ones only; partial saves
-are checkpoints/.tmp-checkpoint-N/), model/, metrics.json, loss.png, tensorboard/.
+Layout: .hfllm-run.json (who made it: command, recipe, config hash), .hfllm.lock, config.yaml,
+run_facts.json, checkpoints/checkpoint-N/ (complete ones only; partial saves are
+checkpoints/.tmp-checkpoint-N/), model/, metrics.json, loss.png, tensorboard/.
+
+A command writes only into an empty dir or a run dir of its own kind, and holds the dir's lock for
+the whole run: a folder that merely holds a config.yaml, a data dir or another command's run is
+refused, and so is a second run on a locked dir. A finished run is reported again only when the
+resolved config is the same; otherwise the changed keys are named.
 
 run_facts.json records what the checkpoints depend on beyond config.yaml (the tokenizer's fingerprint,
 max_length, the model's size, the world size, the global batch): a data dir re-preprocessed at the
@@ -11,25 +17,48 @@ same path or another --num-processes changes no config key, yet would silently c
 from __future__ import annotations
 
 import contextlib
-import json
+import hashlib
+import os
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hfllm.config.loader import changed_keys
 from hfllm.errors import ConfigError, InputError
-from hfllm.fsutil import atomic_write_json, atomic_write_text
-from hfllm.launch import is_main_process, world_size
+from hfllm.fsutil import (
+    LOCK_FILE,
+    DirLock,
+    atomic_write_json,
+    atomic_write_text,
+    make_writable_dir,
+    remove_empty_dirs,
+    remove_entries,
+)
+from hfllm.launch import is_main_process
 from hfllm.output import log
-from hfllm.train.checkpoints import TMP_PREFIX, checkpoint_step, complete_checkpoints, is_complete
+from hfllm.owners import MARKER, check_owner, write_marker
+from hfllm.train.checkpoints import TMP_PREFIX, complete_checkpoints, is_complete
 
 # What a run writes; --overwrite removes these and nothing else (a run never deletes what it did not create).
 FACTS = "run_facts.json"
-RUN_ENTRIES = ("config.yaml", FACTS, "checkpoints", "model", "metrics.json", "loss.png", "tensorboard")
+RUN_ENTRIES = (
+    MARKER,
+    "config.yaml",
+    FACTS,
+    "checkpoints",
+    "model",
+    "metrics.json",
+    "loss.png",
+    "tensorboard",
+    "hub.json",  # training.push_to_hub: where model/ was uploaded
+)
+# Set in the workers of a launch whose launcher holds the run dir's lock (they must not take it again).
+LOCK_HELD_ENV = "HFLLM_RUN_LOCK_HELD"
 
 
 @dataclass
@@ -43,10 +72,14 @@ class RunDir:
     config_yaml: str | None = None
     started: bool = False
     facts: dict[str, Any] | None = None
+    command: str | None = None
+    recipe: str | None = None
+    created: list[Path] = field(default_factory=list)  # dirs this run made before it started
+    lock: DirLock | None = None
 
     def start(self) -> None:
         """Make the decision real (rank 0 only): remove old outputs when overwriting, drop partial
-        checkpoints, write config.yaml. Call it once the inputs passed their checks."""
+        checkpoints, write the marker, config.yaml and run facts. Call it once the inputs passed their checks."""
         if self.started or self.finished:
             return
         self.started = True
@@ -54,11 +87,22 @@ class RunDir:
             return
         if self.overwrite:
             _remove_run_entries(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
         remove_partial_checkpoints(self.checkpoints)
         if self.config_yaml is not None:
+            digest = hashlib.sha256(self.config_yaml.encode("utf-8")).hexdigest()
+            write_marker(self.path, self.command or "run", recipe=self.recipe, config_sha256=digest)
             atomic_write_text(self.config, self.config_yaml)
         if self.facts is not None:
             atomic_write_json(self.path / FACTS, self.facts)
+
+    def close(self) -> None:
+        """Release the lock; a run that never started leaves nothing behind (its lock file, the dirs it made)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        if not self.started:
+            remove_empty_dirs(self.created)
 
     @property
     def checkpoints(self) -> Path:
@@ -98,35 +142,98 @@ def prepare_run_dir(
     must_match: tuple[str, ...] = (),
     start: bool = True,
     force: bool = False,
+    command: str | None = None,
+    recipe: str | None = None,
+    reads: tuple[Path, ...] = (),
+    lock: bool = False,
 ) -> RunDir:
     """Return the RunDir for `output_dir` after applying --resume auto|never|PATH and --overwrite.
 
-    auto: resume from the newest complete checkpoint; a finished run is reported as finished.
+    auto: resume from the newest complete checkpoint; a finished run with the same resolved config
+    is reported as finished (another config is refused, naming the changed keys).
     never: refuse a non-empty run dir unless `overwrite`. PATH: resume from that checkpoint.
     `must_match` names config keys (dotted) that may not change on resume (model, data, ...);
-    with `force` (--resume-force) a change is a warning instead.
+    with `force` (--resume-force) a change is a warning instead. `command` (default: the config's
+    `kind:`) and `recipe` say what kind of run dir this is; another kind's dir is refused, and so is an
+    --overwrite that would delete a path in `reads` (the model or data the run starts from).
+    With `lock`, the dir's lock is taken (rank 0, unless a launcher holds it); `close()` drops it.
     Deciding only reads; with `start` (the default) the decision is carried out at once (see
     RunDir.start); pass start=False to run preflight checks first and call `run.start()` after,
     so that a refused run leaves nothing behind.
     """
     path = Path(output_dir)
+    command = command or (yaml.safe_load(config_yaml) or {}).get("kind")
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"output_dir {path} is a file, not a directory")
+        raise InputError(f"output_dir {path} is a file, not a directory", "give a new or empty --output-dir")
     if overwrite and resume not in ("auto", "never"):
         raise ConfigError(
             "--overwrite removes the run's checkpoints; it cannot be combined with --resume PATH"
         )
-    run = RunDir(path, overwrite=overwrite, config_yaml=config_yaml) if overwrite else _decide(path, resume)
-    run.config_yaml = config_yaml
-    if run.resume_from is not None and (path / "config.yaml").exists():
+    check_owner(path, command or "run", "--overwrite" if overwrite else "")
+    if overwrite:
+        check_not_reading(path, reads)
+        run = RunDir(path, overwrite=True)
+    else:
+        run = decide(path, resume)
+    run.config_yaml, run.command, run.recipe = config_yaml, command, recipe
+    if run.finished:
+        _check_same_config(path / "config.yaml", config_yaml)
+    elif run.resume_from is not None and (path / "config.yaml").exists():
         _check_config_unchanged(path / "config.yaml", config_yaml, must_match, force)
+    if lock or start:
+        run.created = make_writable_dir(path)
+    if lock:
+        take_lock(run, command or "run")
+        if run.lock is not None and not run.finished:
+            run.lock.claim()
     if start:
         run.start()
     return run
 
 
-def _decide(path: Path, resume: str) -> RunDir:
-    entries = list(path.iterdir()) if path.is_dir() else []
+def check_not_reading(path: Path, reads: tuple[Path, ...]) -> None:
+    """Raise ConfigError when --overwrite would delete a path the run reads (its starting model, its data)."""
+    doomed = [(path / name).resolve() for name in RUN_ENTRIES]
+    for read in reads:
+        target = Path(read).resolve()
+        if any(target == d or d in target.parents for d in doomed):
+            raise ConfigError(
+                f"--overwrite would delete {read}, which this run reads",
+                "copy that model or data elsewhere first, or use another --output-dir",
+            )
+
+
+def take_lock(run: RunDir, what: str) -> None:
+    """Hold the run dir's lock in this process, unless another rank or the launcher holds it for us."""
+    held = os.environ.get(LOCK_HELD_ENV)
+    if not is_main_process() or (held and Path(held).resolve() == run.path.resolve()):
+        return
+    lock = DirLock(run.path)
+    try:
+        lock.acquire(f"`hfllm {what}`")
+    except ConfigError:
+        run.close()
+        raise
+    run.lock = lock
+
+
+def _check_same_config(old_path: Path, new_yaml: str) -> None:
+    """Raise ConfigError when a finished run is asked for again with another resolved config."""
+    if not old_path.is_file():
+        return
+    old = yaml.safe_load(old_path.read_text(encoding="utf-8")) or {}
+    changed = changed_keys(old, yaml.safe_load(new_yaml) or {}, ignore=("output_dir",))
+    if changed:
+        listed = "; ".join(f"{k}: {shown(a)} -> {shown(b)}" for k, a, b in changed[:6])
+        more = f" (and {len(changed) - 6} more)" if len(changed) > 6 else ""
+        raise ConfigError(
+            f"{old_path.parent} holds a finished run made with another config: {listed}{more}",
+            "use a new --output-dir, or --overwrite to train again with the new settings",
+        )
+
+
+def decide(path: Path, resume: str) -> RunDir:
+    entries = [p for p in path.iterdir() if p.name != LOCK_FILE] if path.is_dir() else []
     if resume == "never":
         if entries:
             raise ConfigError(
@@ -137,11 +244,6 @@ def _decide(path: Path, resume: str) -> RunDir:
     if resume == "auto":
         if is_finished(path):
             return RunDir(path, finished=True)
-        if entries and not (path / "config.yaml").exists() and not (path / "checkpoints").exists():
-            raise ConfigError(
-                f"{path} is not empty and is not an hfllm run dir",
-                "choose another --output-dir, or pass --overwrite to write into it anyway",
-            )
         found = complete_checkpoints(path / "checkpoints")
         return RunDir(path, resume_from=found[-1] if found else None)
     checkpoint = Path(resume)
@@ -154,14 +256,8 @@ def _decide(path: Path, resume: str) -> RunDir:
 
 
 def _remove_run_entries(path: Path) -> None:
-    if not path.is_dir():
-        return
-    for name in RUN_ENTRIES:
-        target = path / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    if path.is_dir():
+        remove_entries(path, RUN_ENTRIES)
 
 
 def remove_partial_checkpoints(checkpoints: Path) -> None:
@@ -189,125 +285,6 @@ def _check_config_unchanged(old_path: Path, new_yaml: str, keys: tuple[str, ...]
         )
 
 
-# Model config fields that fix the shapes of the weights in a checkpoint.
-MODEL_FACTS = (
-    "model_type",
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "max_position_embeddings",
-    "num_labels",
-)
-# How a fact is called in messages, and what restores it ({old}: the recorded value).
-FACT_NAMES = {
-    "tokenizer": ("tokenizer fingerprint", "use data tokenized with the old tokenizer"),
-    "max_length": ("max_length", "use data packed to max_length {old}"),
-    "model": ("model size", "set the model back to the old size"),
-    "labels": ("labels", "use data with the old label set"),
-    "world_size": ("world size", "resume with world size {old} (--num-processes {old} on one machine)"),
-    "global_batch_size": ("global batch size", "keep per-device batch x processes x accumulation as before"),
-}
-
-
-def run_facts(
-    tokenizer: str | None,
-    max_length: int | None,
-    model_config: Any,
-    global_batch_size: int,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Return the facts a run's checkpoints depend on (recorded in run_facts.json when it starts)."""
-    model = {key: getattr(model_config, key, None) for key in MODEL_FACTS}
-    return {
-        "format": 1,
-        "tokenizer": tokenizer,
-        "max_length": int(max_length) if max_length else None,
-        "model": {key: value for key, value in model.items() if value is not None},
-        "world_size": world_size(),
-        "global_batch_size": int(global_batch_size),
-        **extra,
-    }
-
-
-def planned_global_batch(training: dict[str, Any]) -> int:
-    """Return per-device batch x processes x accumulation as the `training:` settings ask for."""
-    per_device = int(training.get("per_device_train_batch_size") or 8)
-    accumulation = int(training.get("gradient_accumulation_steps") or 1)
-    return per_device * world_size() * accumulation
-
-
-def facts_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
-    """Return (fact, name in messages, old, new) for each recorded fact whose value changed."""
-    changes = []
-    for key, (name, _) in FACT_NAMES.items():
-        before, after = old.get(key), new.get(key)
-        if key not in old or key not in new or before == after:
-            continue
-        if isinstance(before, dict) and isinstance(after, dict):
-            for sub in sorted(set(before) | set(after)):
-                if before.get(sub) != after.get(sub):
-                    changes.append((key, f"model.{sub}", before.get(sub), after.get(sub)))
-        else:
-            changes.append((key, name, before, after))
-    return changes
-
-
-def _shown(value: Any) -> str:
-    text = str(value)
-    return text[:12] if isinstance(value, str) and len(value) == 64 else text[:60]
-
-
-def check_resume_facts(run: RunDir, facts: dict[str, Any], force: bool = False) -> None:
-    """Record `facts` for run.start(); when resuming, raise ConfigError if the checkpoints were made
-    with other ones (naming each change, old -> new), or only warn with `force` (--resume-force)."""
-    run.facts = facts
-    if run.resume_from is None:
-        return
-    recorded = Path(run.resume_from).parent.parent / FACTS
-    if not recorded.is_file():
-        log.info("%s records no run facts (an older run dir): resuming without comparing them", recorded)
-        return
-    try:
-        old = json.loads(recorded.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{recorded}: unreadable ({exc})", "pass --overwrite to start again") from None
-    changes = facts_changes(old, facts)
-    if not changes:
-        return
-    said = "; ".join(f"{name} {_shown(a)} -> {_shown(b)}" for _, name, a, b in changes)
-    if force:
-        if is_main_process():
-            log.warning("--resume-force: resuming from %s although %s", run.resume_from, said)
-        return
-    remedies = list(dict.fromkeys(FACT_NAMES[key][1].format(old=_shown(a)) for key, _, a, _ in changes))
-    raise ConfigError(
-        f"{recorded}: cannot resume, the checkpoints were made with other settings: {said}",
-        f"{'; '.join(remedies)}; or pass --resume-force to resume anyway, or --overwrite to start again",
-    )
-
-
-def check_world_size_before_launch(
-    output_dir: Path, resume: str, overwrite: bool, force: bool, processes: int
-):
-    """Refuse, before starting `processes` workers, to resume a run recorded with another world size
-    (else every worker would load everything, then print the same refusal)."""
-    if overwrite or force or resume == "never":
-        return
-    try:
-        run = _decide(Path(output_dir), resume)
-    except (ConfigError, InputError):
-        return  # the run itself reports these, once
-    if run.resume_from is None or run.finished:
-        return
-    recorded = Path(run.resume_from).parent.parent / FACTS
-    with contextlib.suppress(OSError, ValueError):
-        old = json.loads(recorded.read_text(encoding="utf-8"))
-        if old.get("world_size", processes) != processes:
-            check_resume_facts(run, {**old, "world_size": processes})
-
-
 def _dig(data: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         data = data.get(part) if isinstance(data, dict) else None
@@ -322,17 +299,7 @@ def stdout_to_stderr() -> Iterator[None]:
         yield
 
 
-__all__ = [
-    "FACTS",
-    "RunDir",
-    "check_resume_facts",
-    "check_world_size_before_launch",
-    "checkpoint_step",
-    "is_finished",
-    "is_main_process",
-    "planned_global_batch",
-    "prepare_run_dir",
-    "remove_partial_checkpoints",
-    "run_facts",
-    "stdout_to_stderr",
-]
+def shown(value: Any) -> str:
+    """Return a value short enough for a one-line message (a sha256 as its first 12 characters)."""
+    text = str(value)
+    return text[:12] if isinstance(value, str) and len(value) == 64 else text[:60]

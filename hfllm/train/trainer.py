@@ -118,7 +118,7 @@ class HfllmTrainer(SparseMLMMixin, AtomicCheckpointMixin, Trainer):
             self.args.save_total_limit = limit
 
 
-def train(trainer: Any, run: RunDir, how_to_resume: str = "rerun the same command to continue from it"):
+def train(trainer: Any, run: RunDir):
     """Return Trainer.train's output, resuming from `run.resume_from` when set.
 
     A resumed run skips the step-0 evaluation: the checkpoint's log history already has it.
@@ -152,7 +152,7 @@ def train(trainer: Any, run: RunDir, how_to_resume: str = "rerun the same comman
             output = trainer.train(resume_from_checkpoint=resume)
     except _oom_errors() as exc:
         raise out_of_memory_error(trainer.args, "training") from exc
-    stop.raise_if_stopped(how_to_resume)
+    stop.raise_if_stopped("rerun the same command to continue from it")
     what = nonfinite.message
     if what is None and hasattr(trainer, "check_finite"):
         what = trainer.check_finite()

@@ -27,3 +27,5 @@ def schema_for(kind: str) -> type[BaseModel]:
 register("pretrain", "hfllm.config.schemas.pretrain:PretrainConfig")
 register("finetune", "hfllm.config.schemas.finetune:FinetuneConfig")
 register("preprocess", "hfllm.config.schemas.preprocess:PreprocessConfig")
+register("sweep", "hfllm.config.schemas.sweep:SweepSpace")
+register("evaluate", "hfllm.config.schemas.evaluate:EvaluateConfig")

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from hfllm.config.schemas.base import Section, training_section
+from hfllm.config.schemas.base import FileList, Language, License, Section, training_section
 
 # hfllm's defaults for fine-tuning; every key is a TrainingArguments field and the user's keys win.
 # metric_for_best_model is left unset here: finetune picks the task's headline metric (f1_macro,
@@ -34,7 +34,7 @@ FINETUNE_TRAINING_DEFAULTS: dict[str, Any] = {
     "dataloader_num_workers": 0,
 }
 
-Task = Literal["sequence-classification", "token-classification"]
+Task = Literal["sequence-classification", "token-classification", "causal-lm"]
 ProblemType = Literal["single_label_classification", "multi_label_classification", "regression"]
 
 
@@ -58,7 +58,7 @@ class FinetuneDataSection(Section):
         None,
         description="Data dir written by `hfllm preprocess` with packing.mode: supervised (has a labels column).",
     )
-    files: list[str] = Field(
+    files: FileList = Field(
         default_factory=list,
         description="Raw labelled files (csv, tsv, jsonl); finetune preprocesses them with the model's tokenizer "
         "into <output_dir>/data/. Used when `dir` is not set.",
@@ -97,7 +97,9 @@ class FinetuneConfig(Section):
 
     kind: Literal["finetune"] = "finetune"
     task: Task = Field(
-        "sequence-classification", description="sequence-classification or token-classification."
+        "sequence-classification",
+        description="sequence-classification, token-classification, or causal-lm (instruction tuning of a causal "
+        "LM on prompt/response rows or chat `messages`; the loss is on response tokens only).",
     )
     problem_type: ProblemType | None = Field(
         None,
@@ -113,6 +115,8 @@ class FinetuneConfig(Section):
         "runs/finetune", description="Run dir: config.yaml, checkpoints/, model/, metrics.json."
     )
     model: FinetuneModelSection = Field(description="The model to start from.")
+    license: License
+    language: Language
     data: FinetuneDataSection = Field(description="The labelled data.")
     class_weights: Literal["none", "balanced"] | list[float] = Field(
         "none",

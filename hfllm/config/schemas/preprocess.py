@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from hfllm.config.schemas.base import Section
-
-
-def _as_list(value):
-    # `files: corpus.txt` is as natural in YAML as a one-item list.
-    return [value] if isinstance(value, str) else value
+from hfllm.config.schemas.base import FileList, Section
 
 
-FileList = Annotated[list[str], BeforeValidator(_as_list)]
+class HubSplitsSection(Section):
+    """Which of the dataset's own splits becomes each of hfllm's splits."""
+
+    train: str | None = Field("train", description="The dataset's split that becomes train (null: none).")
+    validation: str | None = Field(
+        None, description="The dataset's split that becomes validation (null: carved from train by split.*)."
+    )
+    test: str | None = Field(
+        None, description="The dataset's split that becomes test (null: carved from train by split.*)."
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> HubSplitsSection:
+        if self.train is None and self.validation is None and self.test is None:
+            raise ValueError("name at least one split: data.hub.splits.train, validation or test")
+        return self
+
+
+class HubSection(Section):
+    """A dataset that `datasets.load_dataset(path, name, revision=...)` reads, streamed: on the Hub, or a local dir."""
+
+    path: str = Field(
+        description="A Hub dataset (e.g. `glue`, `Salesforce/wikitext`; needs the network, or offline a copy in "
+        "the datasets cache) or a local dataset dir (data files, with a README.md `configs:` list for "
+        "several configurations)."
+    )
+    name: str | None = Field(
+        None, description="The dataset's configuration (subset), e.g. `sst2` of glue, `wikitext-2-raw-v1`."
+    )
+    revision: str | None = Field(
+        None, description="Branch, tag or commit of the dataset repo; pin it for a run you can repeat."
+    )
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None, description="Passed to load_dataset: which files of the repo form which split (rarely needed)."
+    )
+    splits: HubSplitsSection = Field(
+        default_factory=HubSplitsSection,
+        description="Our split -> the dataset's split name, e.g. {train: train, validation: validation, test: test}.",
+    )
 
 
 class DataSection(Section):
@@ -58,7 +91,40 @@ class DataSection(Section):
         description="Bytes that are not UTF-8: `error` stops and names file and offset; `replace` "
         "substitutes U+FFFD and counts the documents affected.",
     )
-    hub_split: str = Field("train", description="Split to read from a Hub dataset or a saved DatasetDict.")
+    hub: HubSection | None = Field(
+        None,
+        description="Read a Hub dataset (or a local dataset repo) with its configuration, revision and splits; "
+        "its splits are given splits, like train_files / validation_files / test_files.",
+    )
+    hub_split: str = Field(
+        "train",
+        description="Split to read from a saved DatasetDict, or from a Hub name given in `files` (data.hub "
+        "maps every split instead).",
+    )
+
+    @model_validator(mode="after")
+    def _hub_splits_are_given(self) -> Any:
+        if self.hub is not None and self.files:
+            raise ValueError(
+                "data.hub gives its own splits: use data.train_files / validation_files / test_files beside it, "
+                "not data.files"
+            )
+        return self
+
+    prompt_column: str = Field(
+        "prompt", description="task causal-lm: column with the prompt (instruction) of a prompt/response row."
+    )
+    response_column: str = Field(
+        "response", description="task causal-lm: column with the response the model learns to give."
+    )
+    system_column: str | None = Field(
+        None, description="task causal-lm: optional column with a system message for prompt/response rows."
+    )
+    messages_column: str = Field(
+        "messages",
+        description="task causal-lm: column with a chat, a list of {role, content} (roles system, user, "
+        "assistant); a row that has it is read as a chat, else as prompt/response.",
+    )
 
 
 class CleanSection(Section):
@@ -110,7 +176,9 @@ class TokenizerTrainSection(Section):
     """Train a new tokenizer with `tokenizers` on the train split only."""
 
     type: Literal["wordpiece", "bpe", "unigram"] = Field(
-        "wordpiece", description="WordPiece (BERT style), byte-level BPE (RoBERTa style) or Unigram."
+        "wordpiece",
+        description="WordPiece (BERT style), byte-level BPE (RoBERTa / GPT-2 style) or Unigram; "
+        "objective causal and task causal-lm default to bpe (WordPiece has no end-of-text token).",
     )
     vocab_size: int = Field(16000, ge=8, description="Vocabulary size, special tokens included.")
     min_frequency: int = Field(2, ge=1, description="Minimum count of a merge/piece to enter the vocabulary.")
@@ -146,8 +214,9 @@ class PackingSection(Section):
 
     mode: Literal["group", "line", "supervised"] = Field(
         "group",
-        description="group: concatenate documents and cut into max_length blocks (masked-LM pretraining); "
-        "line: one example per document, truncated; supervised: keep labels (fine-tuning).",
+        description="group: concatenate documents and cut into max_length blocks (pretraining); "
+        "line: one example per document, truncated; supervised: keep labels (fine-tuning, and "
+        "instruction data for task causal-lm).",
     )
     max_length: int = Field(128, ge=8, description="Tokens per example, special tokens included.")
     remainder: Literal["keep", "drop"] = Field(
@@ -157,6 +226,12 @@ class PackingSection(Section):
     )
     label_all_tokens: bool = Field(
         False, description="Token classification: label every sub-token of a word, not only the first."
+    )
+    pack_examples: bool = Field(
+        False,
+        description="task causal-lm: put several whole examples into one row of at most max_length tokens "
+        "(position_ids restart at each example, so they do not attend to each other where the model "
+        "supports it); an example longer than max_length keeps a row of its own, truncated.",
     )
 
 
@@ -173,8 +248,26 @@ class PreprocessConfig(Section):
         default_factory=TokenizerSection, description="Use an existing tokenizer or train one."
     )
     packing: PackingSection = Field(default_factory=PackingSection, description="How tokens become examples.")
-    task: Literal["sequence-classification", "token-classification"] | None = Field(
-        None, description="Supervised task; packing.mode supervised defaults to sequence-classification."
+    objective: Literal["masked", "causal"] = Field(
+        "masked",
+        description="group and line modes: what the examples are for. masked: blocks framed by the "
+        "tokenizer's [CLS]/[SEP] (or <s>/</s>) for masked-LM pretraining; causal: every document ends "
+        "with the end-of-text token (EOS), blocks are cut from that stream with no framing, for "
+        "causal-LM (GPT-style) pretraining. Recorded in manifest.json (supervised data records `supervised`).",
+    )
+    task: Literal["sequence-classification", "token-classification", "causal-lm"] | None = Field(
+        None,
+        description="Supervised task; packing.mode supervised defaults to sequence-classification. "
+        "causal-lm: instruction data (prompt/response or chat messages) with labels on the responses only; "
+        "it implies packing.mode supervised.",
+    )
+    chat_template: Literal["auto", "own", "chatml", "plain"] = Field(
+        "auto",
+        description="task causal-lm: how a chat becomes text. own: the tokenizer's chat_template; chatml: "
+        "<|im_start|>role ... <|im_end|> (the two tokens are added when missing); plain: `### User:` / "
+        "`### Assistant:` headings with the EOS token after each response (no new tokens); auto: own when "
+        "the tokenizer has one, else chatml. The template is saved with the data dir's tokenizer, so "
+        "`hfllm generate` applies the same one.",
     )
     problem_type: Literal[
         "auto", "single_label_classification", "multi_label_classification", "regression"
@@ -188,13 +281,38 @@ class PreprocessConfig(Section):
     )
     batch_size: int = Field(1000, ge=1, description="Documents per batch in cleaning and tokenization.")
     output_dir: str | None = Field(None, description="The data dir to write (or pass --output-dir).")
+    strict: bool = Field(
+        False,
+        description="Refuse data that is only suspicious (classes with fewer than 5 examples, a validation or "
+        "test split left empty, problem_type auto choosing regression) instead of warning (or pass --strict).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.task == "causal-lm" and "mode" not in self.packing.model_fields_set:
+            self.packing.__dict__["mode"] = "supervised"
         if self.packing.mode == "supervised" and self.task is None:
             self.__dict__["task"] = "sequence-classification"
         if self.task is not None and self.packing.mode != "supervised":
             raise ValueError(f"task {self.task!r} needs packing.mode: supervised")
+        if self.packing.pack_examples and self.task != "causal-lm":
+            raise ValueError("packing.pack_examples needs task: causal-lm (instruction data)")
+        if self.objective == "causal" and self.packing.mode == "supervised" and self.task != "causal-lm":
+            raise ValueError(
+                "objective causal is for pretraining data (packing.mode group or line); "
+                "for instruction data set task: causal-lm"
+            )
+        generative = self.objective == "causal" or self.task == "causal-lm"
         if self.tokenizer.name_or_path is None and self.tokenizer.train is None:
-            self.tokenizer.__dict__["train"] = TokenizerTrainSection()
+            self.tokenizer.__dict__["train"] = TokenizerTrainSection(
+                type="bpe" if generative else "wordpiece"
+            )
+        train = self.tokenizer.train
+        if generative and train is not None and train.type == "wordpiece":
+            if "type" in train.model_fields_set:
+                raise ValueError(
+                    "tokenizer.train.type wordpiece has no end-of-text token, which causal language "
+                    "models need: use bpe (or unigram)"
+                )
+            train.__dict__["type"] = "bpe"
         return self

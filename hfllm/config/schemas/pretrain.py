@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from hfllm.config.schemas.base import Section, training_section
+from hfllm.config.schemas.base import Language, License, Section, training_section
 
 # hfllm's defaults for a masked-LM run; every key is a TrainingArguments field and the user's keys win.
 PRETRAIN_TRAINING_DEFAULTS: dict[str, Any] = {
@@ -48,8 +49,9 @@ class ModelSection(Section):
 
     type: str | None = Field(
         "bert",
-        description="Transformers model type with a masked-LM head, built from scratch (bert, roberta, "
-        "distilbert, electra, modernbert, ...). Ignored when `name_or_path` is set.",
+        description="Transformers model type built from scratch: with a masked-LM head (bert, roberta, distilbert, "
+        "electra, modernbert, ...) or, for objective causal, a causal-LM one (gpt2, llama, qwen2, mistral, ...). "
+        "Ignored when `name_or_path` is set.",
     )
     name_or_path: str | None = Field(
         None,
@@ -115,9 +117,15 @@ class MaskingSection(Section):
 
 
 class PretrainConfig(Section):
-    """`hfllm pretrain`: masked-language-model pretraining on a data dir written by `hfllm preprocess`."""
+    """`hfllm pretrain`: masked or causal language-model pretraining on a data dir written by `hfllm preprocess`."""
 
     kind: Literal["pretrain"] = "pretrain"
+    objective: Literal["masked", "causal"] | None = Field(
+        None,
+        description="masked (BERT-style, the default for encoder types) or causal (next-token, GPT-style; the "
+        "default for decoder-only types such as gpt2, llama, qwen2, mistral, and for a causal checkpoint). The data "
+        "dir must be preprocessed for the same objective.",
+    )
     data_dir: str = Field(
         description="Data dir written by `hfllm preprocess` (splits, tokenizer/, manifest.json)."
     )
@@ -125,8 +133,27 @@ class PretrainConfig(Section):
         "runs/pretrain", description="Run dir: config.yaml, checkpoints/, model/, metrics.json."
     )
     model: ModelSection = Field(default_factory=ModelSection, description="The model to train.")
+    license: License
+    language: Language
     masking: MaskingSection = Field(default_factory=MaskingSection, description="Masked-LM masking.")
     training: training_section(PRETRAIN_TRAINING_DEFAULTS) = Field(  # type: ignore[valid-type]
         description="transformers.TrainingArguments fields over hfllm's pretraining defaults "
         "(output_dir is the run dir's checkpoints/ and is set by hfllm)."
     )
+
+    @model_validator(mode="after")
+    def _objective_fits_the_model(self) -> PretrainConfig:
+        from hfllm.models.causal import is_causal_model_dir, model_type_table, objective_problem
+
+        if self.objective is None:
+            if self.model.name_or_path:
+                causal = is_causal_model_dir(Path(self.model.name_or_path).expanduser())
+            else:
+                types = (model_type_table("causal"), model_type_table("masked"))
+                causal = self.model.type in types[0] and self.model.type not in types[1]
+            self.__dict__["objective"] = "causal" if causal else "masked"
+        elif not self.model.name_or_path and self.model.type:
+            problem = objective_problem(self.model.type, self.objective)
+            if problem:
+                raise ValueError(f"model.type: {problem}")
+        return self

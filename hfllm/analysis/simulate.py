@@ -1,0 +1,210 @@
+"""Run one training or evaluation step of a model on the `meta` device and count the bytes it would hold.
+
+Meta tensors have shapes and dtypes but no storage, so a BERT-base step at batch 32 x 512 "runs" in a
+fraction of a second and allocates nothing. A dispatch mode sees every tensor the step creates and
+keeps a running total of the live storages (freed ones drop out through weak references), which is
+what an allocator without caching would hold: the peak of that total is the step's memory.
+
+Two things differ from a real step and are handled here: data-dependent branches (`mask.all()`)
+cannot read meta values, and the attention kernel a real device picks (fused kernels that never hold
+the seq x seq matrix) is not what meta picks by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hfllm.analysis.tracker import OpCosts, tracking_mode
+from hfllm.errors import InputError
+
+MASKED_LM = "masked_lm"
+CAUSAL_LM = "causal_lm"
+SEQUENCE = "sequence_classification"
+TOKEN = "token_classification"
+
+
+@dataclass
+class StepMemory:
+    """A simulated phase: bytes held beyond the weights (peak of live tensors, peak of a CPU process's
+    resident set, live right after the forward pass) and what its ops cost."""
+
+    peak: int
+    rss_peak: int
+    after_forward: int
+    costs: OpCosts
+
+
+@contextlib.contextmanager
+def device_attention(target: str) -> Iterator[None]:
+    """Within the block, SDPA attention uses the kernel `target` ("cpu" or "gpu") would run.
+
+    PyTorch on a GPU runs memory-efficient/flash kernels (no seq x seq matrix kept); on a CPU it runs
+    its flash kernel unless dropout is on while training, when it falls back to the plain softmax path.
+    On meta, SDPA always takes the plain path. Models with `attn_implementation: eager` are unaffected.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    original = F.scaled_dot_product_attention
+
+    def routed(
+        query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False
+    ):
+        if query.device.type != "meta":
+            return original(
+                query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa
+            )
+        if key.shape[-3] != query.shape[-3]:  # grouped-query attention: the kernels see repeated heads
+            repeat = query.shape[-3] // key.shape[-3]
+            key, value = key.repeat_interleave(repeat, -3), value.repeat_interleave(repeat, -3)
+        if target == "gpu":
+            return torch.ops.aten._scaled_dot_product_efficient_attention(
+                query, key, value, None, True, dropout_p, is_causal, scale=scale
+            )[0]
+        if dropout_p == 0.0:
+            return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                query, key, value, 0.0, is_causal, attn_mask=attn_mask, scale=scale
+            )[0]
+        return original(query, key, value, attn_mask, dropout_p, is_causal, scale=scale)
+
+    F.scaled_dot_product_attention = routed
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original
+
+
+def build_meta_model(model_config: Any, objective: str) -> Any:
+    """Return the model `objective` trains, built on the meta device (shapes only, no weights)."""
+    import torch
+
+    auto = auto_class(objective)
+    try:
+        with torch.device("meta"):
+            return auto.from_config(model_config)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InputError(
+            f"cannot build a {objective.replace('_', ' ')} model of type "
+            f"{getattr(model_config, 'model_type', '?')!r}: {exc}"
+        ) from None
+
+
+def auto_class(objective: str) -> Any:
+    """Return the AutoModelFor* class of an objective."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
+
+    return {
+        MASKED_LM: AutoModelForMaskedLM,
+        CAUSAL_LM: AutoModelForCausalLM,
+        SEQUENCE: AutoModelForSequenceClassification,
+        TOKEN: AutoModelForTokenClassification,
+    }[objective]
+
+
+def _inputs(objective: str, batch: int, seq_len: int, device: str) -> tuple[dict[str, Any], Any]:
+    import torch
+
+    ids = torch.zeros((batch, seq_len), dtype=torch.long, device=device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if objective == MASKED_LM:
+        return inputs, torch.zeros_like(ids)  # hfllm computes the masked-LM loss itself
+    if objective == CAUSAL_LM:
+        return {**inputs, "labels": ids}, None
+    if objective == SEQUENCE:
+        return {**inputs, "labels": torch.zeros(batch, dtype=torch.long, device=device)}, None
+    return {**inputs, "labels": torch.zeros_like(ids)}, None
+
+
+def _loss(objective: str, outputs: Any, labels: Any) -> Any:
+    if objective == MASKED_LM:
+        from hfllm.tasks.masked_lm import mlm_loss
+
+        return mlm_loss(outputs, labels)
+    return outputs.loss
+
+
+@dataclass
+class RunMemory:
+    """Simulated bytes of a training run beyond the weights: one training step with the optimizer state
+    held, then (when the run evaluates) one evaluation batch, the heap high-water mark carried over."""
+
+    state: int
+    train: StepMemory
+    eval: StepMemory | None
+
+
+def simulate_run(
+    model: Any,
+    objective: str,
+    seq_len: int,
+    train_batch: int,
+    eval_batch: int | None,
+    target: str,
+    checkpointing: bool,
+    state_sizes: list[int],
+) -> RunMemory:
+    """Return the simulated memory of a training step and an evaluation batch (see RunMemory).
+
+    `state_sizes`: the optimizer's state tensors (bytes each); they live from the first step on. A model
+    from build_meta_model allocates nothing; a model on a real device runs for real (the tests compare)."""
+    tracker = tracking_mode()
+    for size in state_sizes:
+        tracker.hold(size)
+    train = _train_step(model, objective, train_batch, seq_len, target, checkpointing, tracker)
+    evaluation = None
+    if eval_batch:
+        tracker.next_phase()
+        evaluation = _eval_step(model, objective, eval_batch, seq_len, target, tracker)
+    return RunMemory(state=sum(state_sizes), train=train, eval=evaluation)
+
+
+def _train_step(model, objective, batch, seq_len, target, checkpointing, tracker) -> StepMemory:
+    _set_checkpointing(model, checkpointing)
+    model.train()
+    try:
+        with device_attention(target), tracker:
+            inputs, labels = _inputs(objective, batch, seq_len, model.device.type)
+            loss = _loss(objective, model(**inputs), labels)
+            after_forward = tracker.current
+            loss.backward()
+            del loss, inputs, labels
+    finally:
+        model.zero_grad(set_to_none=True)  # as the Trainer does after each optimizer step
+    return StepMemory(tracker.peak, tracker.rss_peak, after_forward, tracker.costs)
+
+
+def _set_checkpointing(model: Any, on: bool) -> None:
+    # Transformers 5.2x renamed gradient_checkpointing_* to activation_checkpointing_* (the old names warn).
+    name = (
+        "activation_checkpointing"
+        if hasattr(model, "activation_checkpointing_enable")
+        else "gradient_checkpointing"
+    )
+    if getattr(model.config, "use_cache", None):
+        model.config.use_cache = False  # training does not cache keys/values (and checkpointing refuses to)
+    getattr(model, f"{name}_enable" if on else f"{name}_disable")()
+
+
+def _eval_step(model, objective, batch, seq_len, target, tracker) -> StepMemory:
+    import torch
+
+    model.eval()
+    with torch.no_grad(), device_attention(target), tracker:
+        inputs, labels = _inputs(objective, batch, seq_len, model.device.type)
+        outputs = model(**inputs)
+        _loss(objective, outputs, labels)
+        if objective == MASKED_LM:
+            from hfllm.tasks.masked_lm import mlm_eval_outputs
+
+            mlm_eval_outputs(outputs["logits"], labels)
+        after_forward = tracker.current
+        del outputs, inputs, labels
+    return StepMemory(tracker.peak, tracker.rss_peak, after_forward, tracker.costs)
