@@ -40,6 +40,30 @@ def test_sorted_batches_and_read_ahead_keep_order_and_content(classifier):
         assert got["scores"] == pytest.approx(alone["scores"], abs=2e-6)
 
 
+def test_read_ahead_hands_each_chunk_over_at_once_and_raises_after_it(classifier):
+    """A live pipe: the second chunk is read only after the first one's records came out; an input
+    error (a --strict bad line) is raised after the records of the chunks before it."""
+    import threading
+
+    from hfllm.errors import InputError
+
+    predictor = Predictor(classifier, 4, False, 5, None, precision="fp32")
+    answered = threading.Event()
+
+    def live():
+        yield [Item(1, "first line")]
+        assert answered.wait(timeout=60), "the first chunk was held back until the next was read"
+        yield [Item(2, "second line")]
+        raise InputError("<stdin>:3: empty line")
+
+    got = []
+    with pytest.raises(InputError, match=":3:"):
+        for records in predicted_chunks(predictor, live()):
+            got += [r["line"] for r in records]
+            answered.set()
+    assert got == [1, 2]
+
+
 def test_precisions_run_and_stay_close_to_fp32(classifier):
     import torch
 
@@ -83,3 +107,31 @@ def test_evaluate_metrics_equal_a_plain_one_example_at_a_time_loop(ft_build, ft_
     ]
     id2label = {v: k for k, v in label2id.items()}
     assert [r["predicted"] for r in records] == [id2label[p] for p in predicted]
+
+
+@pytest.mark.parametrize(
+    ("preset", "import_torch_first", "expected"),
+    [
+        ({}, False, "True PASSIVE"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, False, "False ACTIVE"),  # the user's choice stays
+        ({"GOMP_SPINCOUNT": "1000"}, False, "False None"),
+        ({}, True, "False None"),  # too late: OpenMP read its settings when torch loaded it
+    ],
+)
+def test_inference_threads_sleep_while_waiting_unless_the_user_chose(preset, import_torch_first, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+    }
+    code = (
+        ("import torch\n" if import_torch_first else "")
+        + "import os\nfrom hfllm.threads import sleep_while_waiting\n"
+        + "print(sleep_while_waiting(), os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env={**env, **preset}, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.split("\n")[-2] == expected

@@ -88,6 +88,9 @@ def evaluate(
 ) -> None:
     """Evaluate a saved model on a data dir split or raw labelled files (default output: <run>/eval-<split>
     beside a run's model/). Defaults < --config FILE < --set < flags."""
+    from hfllm.threads import sleep_while_waiting
+
+    sleep_while_waiting()  # before torch loads OpenMP (hfllm/threads.py says why)
     from hfllm.config import load_config
     from hfllm.config.schemas.evaluate import EvaluateConfig
     from hfllm.errors import ConfigError

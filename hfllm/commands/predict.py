@@ -69,6 +69,9 @@ def predict(
     precision: PrecisionOpt = Precision.auto,
 ) -> None:
     """Predict for each input line: label + score, entity spans with offsets, or fill-mask candidates."""
+    from hfllm.threads import sleep_while_waiting
+
+    sleep_while_waiting()  # before torch loads OpenMP (hfllm/threads.py says why)
     from hfllm.inference.predict import run_predict
 
     run_predict(
