@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/pretrain.py
+	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/generate.py
 
 docs: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,13 @@ def test_pretrain_end_to_end(tiny_data, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["eval_history"][0]["step"] == 0
     validation, train = metrics["validation"], metrics["train"]
-    assert validation["loss"] < metrics["eval_history"][0]["loss"] - 0.5
+    # The output bias starts at the unigram log frequencies (the default): step 0 is already at the
+    # unigram baseline, far below a uniform guess over the vocabulary. This 2-layer, 32-wide model
+    # learns little more in 40 steps (the demo's model does: docs/speed.md), but it must not lose it.
+    start = metrics["eval_history"][0]["loss"]
+    vocab_size = json.loads((out / "model" / "config.json").read_text())["vocab_size"]
+    assert start == pytest.approx(math.log(validation["unigram_perplexity"]), abs=0.15)
+    assert start < math.log(vocab_size) - 0.5 and validation["loss"] < start + 0.05
     assert validation["perplexity"] == pytest.approx(2.718281828 ** validation["loss"], rel=1e-6)
     assert 0.0 < validation["masked_accuracy"] <= 1.0 and validation["unigram_perplexity"] > 1.0
     assert metrics["test"]["examples"] > 0 and metrics["test"]["loss"] > 0

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from hfllm.commands.options import OptionalConfigOpt, set_option
+from hfllm.commands.predict import Precision
 
 ModelOpt = Annotated[
     str | None,
@@ -61,6 +62,15 @@ StrideOpt = Annotated[
         help="Causal LM on a text file: window step in tokens (default: half the context).",
     ),
 ]
+EvalPrecisionOpt = Annotated[
+    Precision | None,
+    typer.Option(
+        "--precision",
+        metavar="auto|fp32|bf16|int8",
+        help="fp32 (default: the metrics are exact); auto/bf16 run faster where bf16 is native but a few "
+        "predictions may change; int8: dynamic quantization on CPU. Overrides precision.",
+    ),
+]
 
 
 def evaluate(
@@ -74,9 +84,13 @@ def evaluate(
     overwrite: OverwriteOpt = False,
     seed: SeedOpt = None,
     stride: StrideOpt = None,
+    precision: EvalPrecisionOpt = None,
 ) -> None:
     """Evaluate a saved model on a data dir split or raw labelled files (default output: <run>/eval-<split>
     beside a run's model/). Defaults < --config FILE < --set < flags."""
+    from hfllm.threads import sleep_while_waiting
+
+    sleep_while_waiting()  # before torch loads OpenMP (hfllm/threads.py says why)
     from hfllm.config import load_config
     from hfllm.config.schemas.evaluate import EvaluateConfig
     from hfllm.errors import ConfigError
@@ -95,6 +109,7 @@ def evaluate(
         "batch_size": batch_size,
         "seed": seed,
         "stride": stride,
+        "precision": precision.value if precision else None,
     }
     cfg = load_config(EvaluateConfig, config, set_, flags=flags)
     emit(
@@ -108,5 +123,6 @@ def evaluate(
             seed=cfg.seed,
             stride=cfg.stride,
             read=cfg.data,
+            precision=cfg.precision,
         )
     )

@@ -24,6 +24,7 @@ from hfllm.models.loader import load_for_inference, resolve
 from hfllm.models.preflight import check_same_tokenizer
 from hfllm.output import log
 from hfllm.owners import MARKER, check_owner, write_marker
+from hfllm.precision import for_inference
 from hfllm.tasks.classification import clean, sequence_metrics, sequence_outputs
 from hfllm.tasks.names import IGNORE_INDEX, MASKED_LM, MULTI, REGRESSION, SEQUENCE, TOKEN, problem_type_of
 from hfllm.tasks.tagging import tag_scheme
@@ -41,6 +42,7 @@ def run_evaluate(
     seed: int = 42,
     stride: int | None = None,
     read: Any = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Return the evaluation summary after writing its files into `output_dir`.
 
@@ -48,6 +50,11 @@ def run_evaluate(
     training-time cleaning (`read`: their columns, an EvaluateDataSection). A causal LM is scored by
     hfllm.inference.evaluate_causal: on a data dir split, or on text files with a sliding window moving
     by `stride` tokens.
+
+    A classifier or masked LM runs as `hfllm predict` runs it: length-sorted batches under
+    torch.inference_mode, in `precision` (hfllm.precision.for_inference). The default is fp32, unlike
+    predict's auto: the metrics are the numbers people compare, and bf16 can flip a close call (1 line
+    in 1,024 in bench/predict.py's measurement). A causal LM is scored in fp32.
     """
     started = time.time()
     paths = [Path(p) for p in (data if isinstance(data, (list, tuple)) else [data])]
@@ -64,16 +71,29 @@ def run_evaluate(
         if is_causal_model_dir(Path(resolve(str(model_dir), "--model").location)):
             from hfllm.inference.evaluate_causal import run_evaluate_causal
 
+            if precision != "fp32":
+                log.warning(
+                    "precision: fp32 (a causal LM is evaluated in fp32; --precision %s ignored)", precision
+                )
             return run_evaluate_causal(Path(model_dir), paths, split, output_dir, batch_size, stride)
         if len(paths) == 1 and paths[0].is_dir():
-            return _evaluate(model_dir, paths[0], split, output_dir, batch_size, seed, started)
-        return _evaluate_files(model_dir, paths, read, output_dir, batch_size, started)
+            return _evaluate(model_dir, paths[0], split, output_dir, batch_size, seed, started, precision)
+        return _evaluate_files(model_dir, paths, read, output_dir, batch_size, started, precision)
     except BaseException:
         remove_empty_dirs(created)  # a refused evaluation leaves nothing behind
         raise
 
 
-def _evaluate(model_dir, data_dir, split: str, output_dir: Path, batch_size: int, seed: int, started: float):
+def _evaluate(
+    model_dir,
+    data_dir,
+    split: str,
+    output_dir: Path,
+    batch_size: int,
+    seed: int,
+    started: float,
+    precision: str,
+):
     # The data is checked first: a wrong --data or --split fails before the model is loaded.
     data = open_data_dir(Path(data_dir))
     splits = data.load_splits()  # a missing or unreadable split is an InputError naming it
@@ -81,7 +101,7 @@ def _evaluate(model_dir, data_dir, split: str, output_dir: Path, batch_size: int
         raise InputError(
             f"{data_dir}: no split {split!r}; it has {', '.join(splits)}", "pass --split with one of those"
         )
-    model, tokenizer, task = load_for_inference(Path(model_dir), tasks=(SEQUENCE, TOKEN, MASKED_LM))
+    model, tokenizer, task, precision_path = _load(model_dir, precision)
     check_same_tokenizer(tokenizer, data, str(model_dir))
     dataset = splits[split]
     if len(dataset) == 0:
@@ -91,11 +111,12 @@ def _evaluate(model_dir, data_dir, split: str, output_dir: Path, batch_size: int
     summary = _score(
         model, tokenizer, task, dataset, output_dir, batch_size, seed, f"{Path(model_dir).name} on {split}"
     )
-    return _result(summary, model_dir, str(data_dir), output_dir, {"split": split}, started)
+    source = {"split": split, "precision": precision_path}
+    return _result(summary, model_dir, str(data_dir), output_dir, source, started)
 
 
 def _evaluate_files(
-    model_dir, paths: list[Path], read: Any, output_dir: Path, batch_size: int, started: float
+    model_dir, paths: list[Path], read: Any, output_dir: Path, batch_size: int, started: float, precision: str
 ):
     import shutil
     import tempfile
@@ -103,7 +124,7 @@ def _evaluate_files(
     from hfllm.config.schemas.evaluate import EvaluateDataSection
     from hfllm.data.labelled import evaluation_split
 
-    model, tokenizer, task = load_for_inference(Path(model_dir), tasks=(SEQUENCE, TOKEN, MASKED_LM))
+    model, tokenizer, task, precision_path = _load(model_dir, precision)
     if task == MASKED_LM:
         raise InputError(
             f"{model_dir}: a masked LM is evaluated on a data dir made with its tokenizer, not on raw files",
@@ -128,7 +149,16 @@ def _evaluate_files(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     data = ", ".join(map(str, paths))
-    return _result(summary, model_dir, data, output_dir, {"data": [str(p) for p in paths]}, started)
+    source = {"data": [str(p) for p in paths], "precision": precision_path}
+    return _result(summary, model_dir, data, output_dir, source, started)
+
+
+def _load(model_dir, precision: str) -> tuple[Any, Any, str, str]:
+    """Return (model in `precision`, tokenizer, task, the precision path taken) of a classifier or masked LM."""
+    model, tokenizer, task = load_for_inference(Path(model_dir), tasks=(SEQUENCE, TOKEN, MASKED_LM))
+    model, precision_path = for_inference(model, precision)
+    log.info("precision: %s", precision_path)
+    return model, tokenizer, task, precision_path
 
 
 def _score(model, tokenizer, task: str, dataset, output_dir: Path, batch_size: int, seed: int, title: str):

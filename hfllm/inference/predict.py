@@ -5,6 +5,9 @@ Input lines are plain text, or JSON objects with a `text` field (and optionally 
 reported on stderr with its line number and skipped, unless --strict. Lines are read in chunks of a
 few batches as they arrive (a partial chunk goes after a short idle time, so `tail -f | hfllm predict`
 answers line by line); each chunk is sorted by length so batches pad little, and written back in order.
+A second thread reads, cleans and tokenizes the next chunk while the model runs on this one (the Rust
+tokenizer and torch both release the GIL), and the model runs in `--precision`
+(hfllm.precision.for_inference).
 """
 
 from __future__ import annotations
@@ -71,11 +74,19 @@ class Predictor:
     """A loaded model and the settings that turn a list of Items into output records."""
 
     def __init__(
-        self, model_dir: Path, batch_size: int, all_scores: bool, top_k: int, max_length: int | None
+        self,
+        model_dir: Path,
+        batch_size: int,
+        all_scores: bool,
+        top_k: int,
+        max_length: int | None,
+        precision: str = "auto",
     ):
-        self.model, self.tokenizer, self.task = load_for_inference(
-            model_dir, tasks=(SEQUENCE, TOKEN, MASKED_LM)
-        )
+        from hfllm.precision import for_inference
+
+        model, self.tokenizer, self.task = load_for_inference(model_dir, tasks=(SEQUENCE, TOKEN, MASKED_LM))
+        self.model, self.precision = for_inference(model, precision)
+        log.info("precision: %s", self.precision)
         config = self.model.config
         positions = getattr(config, "max_position_embeddings", 512)
         if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
@@ -103,16 +114,23 @@ class Predictor:
 
     def predict(self, items: list[Item]) -> list[dict[str, Any]]:
         """Return one output record per item, in the items' order."""
+        return self.infer(items, self.encode(items))
+
+    def encode(self, items: list[Item]) -> Any:
+        """Return the tokenized items (safe to run on another thread than `infer`)."""
         pairs = [i.text_pair for i in items] if any(i.text_pair is not None for i in items) else None
         if pairs is not None:
             pairs = [p or "" for p in pairs]
-        encoded = self.tokenizer(
+        return self.tokenizer(
             [i.text for i in items],
             pairs,
             truncation=True,
             max_length=self.max_length,
             return_offsets_mapping=self.task == TOKEN,
         )
+
+    def infer(self, items: list[Item], encoded: Any) -> list[dict[str, Any]]:
+        """Return one output record per item from its tokenization, in the items' order."""
         out: list[dict[str, Any] | None] = [None] * len(items)
         for batch in length_batches([len(ids) for ids in encoded["input_ids"]], self.batch_size):
             logits = self._forward(encoded, batch)
@@ -253,6 +271,7 @@ def run_predict(
     top_k: int = 5,
     strict: bool = False,
     max_length: int | None = None,
+    precision: str = "auto",
 ) -> Stats:
     """Write one JSON line per good input line to stdout; return the counts (also logged with lines/s)."""
     name = "<stdin>" if source == "-" else source
@@ -270,17 +289,16 @@ def run_predict(
                 f"{name}: looks like a binary file (NUL byte on line 1), not lines of text",
                 "give UTF-8 lines of text, or JSON lines with a `text` field",
             )
-        predictor = Predictor(Path(model_dir), batch_size, all_scores, top_k, max_length)
+        predictor = Predictor(Path(model_dir), batch_size, all_scores, top_k, max_length, precision)
         started = time.time()
+        chunks = read_chunks(
+            itertools.chain([first], stream), batch_size * CHUNK_BATCHES, predictor, stats, strict, name
+        )
         try:
-            for chunk in read_chunks(
-                itertools.chain([first], stream), batch_size * CHUNK_BATCHES, predictor, stats, strict, name
-            ):
-                sys.stdout.write(
-                    "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in predictor.predict(chunk))
-                )
+            for records in predicted_chunks(predictor, chunks):
+                sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
                 sys.stdout.flush()
-                stats.predicted += len(chunk)
+                stats.predicted += len(records)
         except BrokenPipeError:  # e.g. `| head`: the reader has what it wanted; exit quietly
             import os
 
@@ -299,6 +317,52 @@ def run_predict(
         len(stats.bad),
     )
     return stats
+
+
+def predicted_chunks(predictor: Predictor, chunks: Iterable[list[Item]]) -> Iterator[list[dict[str, Any]]]:
+    """Yield the records of each chunk, in order, while a second thread reads, checks and tokenizes the next.
+
+    Each chunk is handed over as soon as it is tokenized, so a live pipe still gets every answer before
+    its next line arrives; an error of the reading side (a --strict bad line, an unreadable input) is
+    raised here, after the chunks before it.
+    """
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(maxsize=2)  # bounded: reading runs at most two chunks ahead
+    stop = threading.Event()
+
+    def hand_over(thing: Any) -> None:
+        while not stop.is_set():
+            try:
+                return ready.put(thing, timeout=0.5)
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                hand_over((chunk, predictor.encode(chunk)))
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # raised again in the caller's thread
+            hand_over(exc)
+        hand_over(None)
+
+    threading.Thread(target=produce, name="hfllm-tokenize", daemon=True).start()
+    try:
+        while True:
+            try:
+                got = ready.get(timeout=0.5)  # short waits: Ctrl-C gets through
+            except queue.Empty:
+                continue
+            if got is None:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield predictor.infer(*got)
+    finally:
+        stop.set()
 
 
 def _open(source: str):

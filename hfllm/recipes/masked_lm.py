@@ -51,7 +51,17 @@ class MaskedLM(Recipe):
         model = self._model(config, data, splits, tokenizer, max_length)
         check_fits_model(splits, model, str(data.path))
         name = config.model.name_or_path or f"a new {config.model.type} model"
-        return Inputs(model, tokenizer, data, splits, name, max_length, base_model=config.model.name_or_path)
+        inputs = Inputs(
+            model, tokenizer, data, splits, name, max_length, base_model=config.model.name_or_path
+        )
+        if not config.model.name_or_path:
+            from hfllm.models.scratch import dropout_turned_off
+
+            # metrics.json says which; before_export puts their defaults back in the saved config.
+            inputs.info["dropout_off_while_pretraining"] = dropout_turned_off(
+                config.model.type, config.model.config
+            )
+        return inputs
 
     @staticmethod
     def _model(config: Any, data: Any, splits: Any, tokenizer: Any, max_length: int) -> Any:
@@ -59,6 +69,7 @@ class MaskedLM(Recipe):
         from hfllm.models.builders import build_new_model, init_output_bias
         from hfllm.models.loader import check_model_dir, load_model, load_tokenizer, resolve
         from hfllm.models.preflight import check_same_tokenizer
+        from hfllm.models.scratch import without_dropout
         from hfllm.tasks.masked_lm import unigram_log_probs
         from hfllm.tasks.names import MASKED_LM
 
@@ -81,7 +92,8 @@ class MaskedLM(Recipe):
                 config.model.allow_pickle,
                 **quantized_loading(config),
             )
-        model = build_new_model(config.model.type, config.model.config, tokenizer, max_length)
+        overrides = without_dropout(config.model.type, config.model.config)  # docs/speed.md
+        model = build_new_model(config.model.type, overrides, tokenizer, max_length)
         if config.model.output_bias_init == "unigram":
             # The model starts at the unigram baseline instead of spending its first steps on word frequencies.
             log_probs = unigram_log_probs(splits["train"], model.config.vocab_size, tokenizer.all_special_ids)
@@ -92,8 +104,12 @@ class MaskedLM(Recipe):
         return model
 
     def training_settings(self, config: Any, inputs: Inputs, settings: dict[str, Any]) -> dict[str, Any]:
+        from hfllm.precision import apply_precision
+
         # The collator needs special_tokens_mask, which no model's forward() takes; setup chose the columns.
         settings["remove_unused_columns"] = False
+        settings, precision = apply_precision(settings, inputs.model.config)  # bf16 where it pays
+        inputs.info["precision"] = precision.path
         return settings
 
     def trainer_parts(self, config: Any, inputs: Inputs) -> dict[str, Any]:
@@ -112,6 +128,17 @@ class MaskedLM(Recipe):
             "preprocess_logits_for_metrics": mlm_eval_outputs,
             "callbacks": [CollatorEpochCallback(collator)],
         }
+
+    def prepare_trainer(self, trainer: Any, inputs: Inputs) -> None:
+        from hfllm.tasks.sparse_mlm import enable_sparse_head
+
+        enable_sparse_head(trainer)  # the output layer at masked positions only (mlm_loss reads it)
+
+    def before_export(self, inputs: Inputs) -> None:
+        from hfllm.models.scratch import restore_dropout
+
+        # Whoever fine-tunes the saved model gets the architecture's usual dropout.
+        restore_dropout(inputs.model.config, inputs.info.get("dropout_off_while_pretraining", ()))
 
     def split_metrics(self, name: str, values: dict[str, Any], inputs: Inputs) -> dict[str, Any]:
         from hfllm.tasks.masked_lm import perplexity, unigram_perplexity

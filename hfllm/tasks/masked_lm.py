@@ -18,13 +18,17 @@ def mlm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
     a mean of means, not the gradient of one big batch, and with Transformers 5's
     average_tokens_across_devices it is even scaled by N. Passed as the Trainer's compute_loss_func,
     this makes N processes x batch B train like one process with batch N x B.
+
+    2-D logits come from the sparse head (hfllm.tasks.sparse_mlm): one row per masked token, in the
+    row-major order of `labels != IGNORE_INDEX`.
     """
     import torch
 
     logits = outputs["logits"]
+    targets = labels[labels != IGNORE_INDEX] if logits.dim() == 2 else labels.reshape(-1)
     total = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
-        labels.reshape(-1),
+        targets,
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
@@ -39,15 +43,31 @@ def mlm_eval_outputs(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
     evaluation loss a mean over every masked token of the split, whatever the batch size or the
     number of processes: the Trainer's own eval_loss averages batch means, and the batches (and
     the rows Accelerate repeats to even them out across processes) change with both.
+    Sparse-head logits (2-D, one row per masked token) give the same three arrays; their predicted
+    ids are 0 where nothing was masked (mlm_metrics reads masked positions only).
     """
     import torch
 
     if isinstance(logits, tuple):
         logits = logits[0]
+    if logits.dim() == 2:
+        return _sparse_eval_outputs(logits, labels)
     nll = torch.nn.functional.cross_entropy(
         logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
     )
     return logits.argmax(dim=-1), nll.sum(dim=-1), (labels != IGNORE_INDEX).sum(dim=-1)
+
+
+def _sparse_eval_outputs(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
+    import torch
+
+    masked = labels != IGNORE_INDEX
+    nll = torch.nn.functional.cross_entropy(logits.float(), labels[masked], reduction="none")
+    predictions = torch.zeros_like(labels)
+    predictions[masked] = logits.argmax(dim=-1)
+    nll_rows = torch.zeros(labels.shape, dtype=nll.dtype, device=nll.device)
+    nll_rows[masked] = nll
+    return predictions, nll_rows.sum(dim=-1), masked.sum(dim=-1)
 
 
 def mlm_metrics(eval_pred: Any) -> dict[str, float]:

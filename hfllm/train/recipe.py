@@ -71,6 +71,9 @@ class Recipe:
         compute_metrics, preprocess_logits_for_metrics, callbacks."""
         return {}
 
+    def prepare_trainer(self, trainer: Any, inputs: Inputs) -> None:
+        """Adjust the constructed Trainer before it trains (e.g. hook a sparse output layer onto its model)."""
+
     def split_metrics(self, name: str, values: dict[str, Any], inputs: Inputs) -> dict[str, Any]:
         """Return the metrics of one evaluated split (the Trainer's, without the split prefix), as reported."""
         return values

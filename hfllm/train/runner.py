@@ -128,6 +128,7 @@ def _train(recipe, config, rundir: RunDir, resume_force: bool, callbacks, starte
         **{**parts, "callbacks": [*parts.get("callbacks", []), *callbacks]},
     )
     use_progress(trainer)  # bars on a terminal, step/rate/ETA log lines otherwise
+    recipe.prepare_trainer(trainer, inputs)
     tokens_before = tokens_seen_at(rundir.resume_from)
     output = train(trainer, rundir)
     metrics = collect_metrics(recipe, trainer, inputs, output, tokens_before)

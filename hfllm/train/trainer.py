@@ -12,13 +12,14 @@ from transformers import Trainer
 
 from hfllm.errors import HfllmError
 from hfllm.output import log
+from hfllm.tasks.sparse_mlm import SparseMLMMixin
 from hfllm.train.checkpoints import AtomicCheckpointMixin
 from hfllm.train.rundir import RunDir, stdout_to_stderr
 
 NO_BAD_STEP = 2**62  # "no non-finite loss yet" in the device tensor that records the first bad step
 
 
-class HfllmTrainer(AtomicCheckpointMixin, Trainer):
+class HfllmTrainer(SparseMLMMixin, AtomicCheckpointMixin, Trainer):
     """transformers.Trainer with atomic checkpoints, fixed evaluation masks, a record of the first
     non-finite loss, and clear out-of-memory errors."""
 

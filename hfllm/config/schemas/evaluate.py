@@ -57,6 +57,12 @@ class EvaluateConfig(Section):
     stride: int | None = Field(
         None, ge=1, description="Causal LM on a text file: window step in tokens (null: half the context)."
     )
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "fp32",
+        description="Classifiers and masked LMs: fp32 keeps the metrics exact; auto/bf16 run faster where bf16 "
+        "is native (a few predictions may change); int8 is dynamic quantization on a CPU (docs/speed.md). "
+        "A causal LM is scored in fp32.",
+    )
 
     @model_validator(mode="after")
     def _has_data(self) -> EvaluateConfig:

@@ -66,10 +66,10 @@ class ModelSection(Section):
         "max_position_embeddings come from the tokenizer and the data unless given here.",
     )
     output_bias_init: Literal["zero", "unigram"] = Field(
-        "zero",
-        description="New models only: start the masked-LM output bias at zero, or at the log token "
-        "frequencies of the train split (the model then starts at the unigram baseline instead of "
-        "spending its first steps learning word frequencies).",
+        "unigram",
+        description="New models only: start the masked-LM output bias at the log token frequencies of "
+        "the train split (the model starts at the unigram baseline instead of spending its first steps "
+        "learning word frequencies; docs/speed.md), or at zero.",
     )
     trust_remote_code: bool = Field(
         False, description="Allow model code from the checkpoint dir (off by default)."
