@@ -126,6 +126,7 @@ def test_bad_requests_are_clear_errors(tmp_path, ft_tiny):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_existing_files_are_not_overwritten_without_the_flag(tmp_path, ft_tiny):
     model_dir, _ = ft_tiny
     out = tmp_path / "att"

@@ -90,6 +90,7 @@ def test_causal_pretraining_end_to_end(data, tmp_path):
     assert again.json["metrics"] == summary["metrics"]
 
 
+@pytest.mark.slow
 def test_pretrain_refuses_data_built_for_the_other_objective(data, tmp_path):
     from test_pretrain import make_data_dir
 

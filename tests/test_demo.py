@@ -137,6 +137,7 @@ def test_summary_mentions_numbers():
     assert "8,000.0 at step 0 -> 90.0" in text and "85.0%" in text and "24.0%" in text
 
 
+@pytest.mark.slow
 def test_generative_quick_demo_completes_code(tmp_path):
     result = run_cli("demo", "--generative", "--quick", "--output-dir", tmp_path / "gen", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -124,6 +124,7 @@ def test_fsdp_and_deepspeed_configs_are_read_as_their_zero_stage():
     assert deepspeed.json["batch"]["sharding"] == "zero2"
 
 
+@pytest.mark.slow
 def test_a_config_that_does_not_fit_gets_a_change_that_fits(tmp_path, data_dir):
     big = ["--set", f"data_dir={data_dir}", "--set", "training.per_device_train_batch_size=2048"]
     big += ["--set", "training.per_device_eval_batch_size=2048"]

@@ -310,6 +310,7 @@ def test_a_resume_with_another_r_is_refused(lora_run, ft_build, ft_tiny, tmp_pat
 # --- the other recipes ---
 
 
+@pytest.mark.slow
 def test_token_classification_trains_an_adapter(ft_build, ft_tiny, tmp_path):
     model_dir, tokenizer = ft_tiny
     data = ft_build.token_data_dir(tmp_path / "data", tokenizer)
@@ -326,6 +327,7 @@ def test_token_classification_trains_an_adapter(ft_build, ft_tiny, tmp_path):
     assert task == "token-classification" and type(model).__name__ == "PeftModelForTokenClassification"
 
 
+@pytest.mark.slow
 def test_continued_pretraining_trains_an_adapter(ft_build, ft_tiny, tmp_path):
     model_dir, tokenizer = ft_tiny
     data = ft_build.unlabelled_data_dir(tmp_path / "data", tokenizer)
