@@ -137,6 +137,8 @@ def test_every_shipped_pretrain_config_validates():
 
 def test_training_settings_build_real_training_arguments(tmp_path):
     """Every shipped config's training section is accepted by the installed TrainingArguments."""
+    from types import SimpleNamespace
+
     from hfllm.config import load_any
     from hfllm.config.training_args import build_training_arguments
     from hfllm.recipes.masked_lm import MaskedLM
@@ -144,8 +146,9 @@ def test_training_settings_build_real_training_arguments(tmp_path):
     from hfllm.train.rundir import RunDir
     from hfllm.train.runner import training_settings
 
+    model = SimpleNamespace(config=SimpleNamespace(hidden_size=768))  # precision is chosen from the width
     inputs = Inputs(
-        model=None, tokenizer=None, data=None, splits={"train": [0], "validation": [0]}, model_name="x"
+        model=model, tokenizer=None, data=None, splits={"train": [0], "validation": [0]}, model_name="x"
     )
     for path in sorted((REPO / "configs" / "pretrain").glob("*.yaml")):
         settings = training_settings(MaskedLM(), load_any(path), inputs, RunDir(tmp_path))
