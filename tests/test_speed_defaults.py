@@ -61,18 +61,25 @@ def make_trainer(tiny, out, bf16: bool):  # noqa: F811
         seed=0,
     )
     collator = make_mlm_collator(tokenizer, MASKING, seed=0)
+    logit_dims: list[int] = []
+
+    def loss(outputs, labels, num_items_in_batch=None):  # mlm_loss, recording what the head gave it
+        logit_dims.append(outputs["logits"].dim())
+        return mlm_loss(outputs, labels, num_items_in_batch)
+
     trainer = HfllmTrainer(
         model=model,
         args=args,
         train_dataset=data,
         eval_dataset=data.select(range(8)),
         data_collator=collator,
-        compute_loss_func=mlm_loss,
+        compute_loss_func=loss,
         compute_metrics=mlm_metrics,
         preprocess_logits_for_metrics=mlm_eval_outputs,
         callbacks=[CollatorEpochCallback(collator)],
     )
     assert enable_sparse_head(trainer)
+    trainer.logit_dims = logit_dims
     return trainer, run
 
 
@@ -87,6 +94,8 @@ def test_resume_is_bitwise_exact_with_the_speed_defaults(tiny, tmp_path, bf16): 
 
     straight, run = make_trainer(tiny, tmp_path / "straight", bf16)
     train(straight, run)
+    # The collator's batches (a BatchEncoding, not a dict) reach the sparse head: one row per masked token.
+    assert straight.logit_dims and set(straight.logit_dims) == {2}
 
     class Crash(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):

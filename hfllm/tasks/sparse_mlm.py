@@ -17,6 +17,7 @@ dense head's up to float rounding (a test checks 1e-5 for each type listed).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from hfllm.output import log
@@ -103,7 +104,8 @@ class SparseMLMMixin:
     sparse_head: SparseHead | None = None
 
     def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any):
-        labels = inputs.get("labels") if isinstance(inputs, dict) else None
+        # A Mapping, not only a dict: collators return a BatchEncoding, and the Trainer keeps its type.
+        labels = inputs.get("labels") if isinstance(inputs, Mapping) else None
         # Without compute_loss_func the model would get the labels and compute a dense loss itself.
         if self.sparse_head is None or labels is None or getattr(self, "compute_loss_func", None) is None:
             return super().compute_loss(model, inputs, *args, **kwargs)  # type: ignore[misc]
