@@ -24,7 +24,6 @@ there is no GPU or a package is missing. Run it through bench/gpu_check.sh (sets
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib.metadata
 import importlib.util
 import json
@@ -160,7 +159,7 @@ def pretrain(name: str, config: str, launcher: list[str], ctx: dict, extra: dict
     result = {"run": name, "config": config, "attention": "sdpa", "sets": extra or {}}
     result.update(steps=opts.steps, batch_size=opts.batch, wall_s=round(time.time() - started, 1))
     ok = code == 0 and (out / "metrics.json").is_file()
-    m = json.loads((out / "metrics.json").read_text()) if ok else from_log(log, config)
+    m = flat_metrics(json.loads((out / "metrics.json").read_text())) if ok else from_log(log, config)
     if not ok:
         print(tail(log, 40), file=sys.stderr)
         result.update(status="failed", exit_code=code, error=error_of(log))
@@ -177,6 +176,20 @@ def pretrain(name: str, config: str, launcher: list[str], ctx: dict, extra: dict
     )
     result.update({k: m.get(k) for k in ("train_loss", "world_size")})
     return result
+
+
+def flat_metrics(metrics: dict) -> dict:
+    """Return the figures this check reads from a run's metrics.json (train and model sections) as one dict."""
+    train, model = metrics.get("train") or {}, metrics.get("model") or {}
+    return {
+        **{k: model.get(k) for k in ("max_length", "parameters", "non_embedding_parameters")},
+        **{k: model.get(k) for k in ("hidden_size", "num_hidden_layers")},
+        **({"tokens_per_second": train["tokens_per_second"]} if "tokens_per_second" in train else {}),
+        "train_runtime_s": train.get("runtime_s"),
+        "train_loss": train.get("loss_mean"),
+        "world_size": metrics.get("world_size"),
+        "precision": metrics.get("precision"),
+    }
 
 
 def non_embedding_parameters(model: dict, vocab: int) -> int:
@@ -240,26 +253,28 @@ def baseline(ctx: dict) -> dict:
 
 
 def from_log(log: Path, config: str) -> dict:
-    """Return what a run that failed after training still tells: tokens/s from the Trainer's last
-    log line, sizes from hfllm's model line and the config (metrics.json is written last)."""
+    """Return what a run that failed after training still tells: tokens/s from its last periodic log line
+    (`num_input_tokens_seen N, train_runtime S`), sizes from the config (metrics.json is written last)."""
     facts: dict = {}
     for line in log.read_text(errors="replace").splitlines():
-        if "{'train_runtime'" in line:  # the Trainer's last log line (a launcher may prefix it)
-            end = ast.literal_eval(line[line.index("{'train_runtime'") :])
-            facts["tokens_per_second"] = int(end["num_input_tokens_seen"]) / float(end["train_runtime"])
-            facts["train_runtime_s"] = float(end["train_runtime"])
-        found = re.search(r"model: \w+, ([\d.]+)M parameters \(([\d.]+)M outside", line)
-        if found:
-            facts.update(parameters=float(found[1]) * 1e6, non_embedding_parameters=float(found[2]) * 1e6)
-    if "tokens_per_second" not in facts or "parameters" not in facts:
+        found = re.search(r"num_input_tokens_seen (\d+), train_runtime ([\d.]+)", line)
+        if found and float(found[2]) > 0:
+            facts["tokens_per_second"] = int(found[1]) / float(found[2])
+            facts["train_runtime_s"] = float(found[2])
+    if "tokens_per_second" not in facts:
         return {}
     import yaml
 
     model = yaml.safe_load((REPO / config).read_text())["model"]["config"]
     data = json.loads((log.parent / "data" / "manifest.json").read_text())
+    shape = {
+        k: model[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    }
+    vocab = data["tokenizer"]["vocab_size"]
     return {
         **facts,
         **{k: model[k] for k in ("hidden_size", "num_hidden_layers")},
+        "non_embedding_parameters": non_embedding_parameters(shape, vocab),
         "max_length": data["max_length"],
     }
 

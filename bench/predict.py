@@ -10,7 +10,9 @@ Timed, start-up included for every side (each is a fresh process, from `python` 
 - `hfllm predict --model DIR --input FILE` (its default path), and each `--precision` in --modes;
 - the plain scripts a user would write: `Trainer.predict` on a tokenized Dataset with dynamic padding,
   and `pipeline("text-classification")` with the same batch size. Both truncate to the model's limit
-  as hfllm does. The faster of the two is the baseline.
+  as hfllm does. The faster of the two is the baseline;
+- for reference, not as a baseline: the Trainer.predict script with OMP_WAIT_POLICY=PASSIVE, the
+  OpenMP setting hfllm's inference commands make (hfllm/threads.py).
 Sides run interleaved, `--repeats` times each, because the machine may be shared; medians are
 reported. Predictions are compared line by line with the fp32 Trainer.predict labels; the accuracy of
 each side against the CSV's gold labels is reported too (a reduced-precision mode may flip a few).
@@ -67,7 +69,7 @@ for i, out in enumerate(classify(lines, batch_size=batch, truncation=True)):
 
 def fine_tune(work: Path, max_length: int) -> Path:
     """Return the model dir of all-MiniLM-L6-v2 fine-tuned by `hfllm finetune` with the demo's config."""
-    config = REPO / "hfllm" / "demo" / "configs" / "finetune-minilm.yaml"
+    config = REPO / "hfllm" / "configs" / "demo" / "finetune-minilm.yaml"
     samples = REPO / "hfllm" / "samples" / "classify.csv"
     cmd = [sys.executable, "-m", "hfllm", "finetune", "--config", str(config), "--quiet"]
     cmd += ["--set", f"data.files=[{samples}]", "--set", f"data.max_length={max_length}"]
@@ -138,6 +140,9 @@ def sides(model: Path, inputs: Path, modes: list[str], work: Path) -> dict[str, 
             str(inputs),
             str(BATCH),
         ]
+    # Not a baseline: the plain script with the OpenMP wait policy hfllm sets (hfllm/threads.py), to
+    # show how much of the ratio that setting gives on this machine and how much the rest does.
+    commands["trainer_passive_waits"] = ["env", "OMP_WAIT_POLICY=PASSIVE", *commands["baseline_trainer"]]
     return commands
 
 
@@ -151,6 +156,9 @@ def main() -> None:
         "--model-dir", type=Path, help="a fine-tuned classifier (default: fine-tune MiniLM now)"
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--max-length", type=int, default=256, help="fine-tune (and so predict) at this many tokens"
+    )
     parser.add_argument(
         "--modes", default="fp32,int8", help="extra `hfllm predict --precision` modes to time"
     )
@@ -189,6 +197,8 @@ def main() -> None:
                 "baseline": baseline,
                 "ratio_hfllm_to_baseline": result["hfllm"]["lines_per_second"]
                 / result[baseline]["lines_per_second"],
+                "ratio_hfllm_to_trainer_passive_waits": result["hfllm"]["lines_per_second"]
+                / result["trainer_passive_waits"]["lines_per_second"],
                 "ratios": {
                     name: r["lines_per_second"] / result[baseline]["lines_per_second"]
                     for name, r in result.items()

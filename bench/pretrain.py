@@ -15,7 +15,7 @@ MFU = tokens/s x F / peak, with F = 6 (N_nonembedding + d V) + 12 L d T model FL
 dense head's, for both sides: the sparse head does less work for the same model) and the peaks
 measured here with torch fp32 and bf16 matmuls. `machine` says which precision path each side took.
 
-    .venv/bin/python bench/pretrain.py [--data-dir DIR] [--steps 100] [--repeats 3]
+    .venv/bin/python bench/pretrain.py [--data-dir DIR] [--steps 100] [--repeats 3] [--threads N]
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def validation_loss(model: Path, data: Path, out: Path) -> dict:
     cmd += ["--split", "validation", "--precision", "fp32", "--output-dir", str(out), "--quiet"]
     proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
     metrics = json.loads(proc.stdout)["metrics"]
-    return {k: metrics.get(k) for k in ("loss", "perplexity", "masked_token_accuracy", "masked_tokens")}
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "examples"}
 
 
 def machine() -> dict:
@@ -185,18 +185,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="OMP_NUM_THREADS for both sides and the matmul peaks (default: torch's own choice); "
+        "1 on a CPU shared with other jobs, where waiting OpenMP threads dominate (docs/speed.md)",
+    )
     opts = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if opts.threads:
+        os.environ["OMP_NUM_THREADS"] = str(opts.threads)  # before torch is imported here or in a side
     with tempfile.TemporaryDirectory(prefix="hfllm-bench-") as tmp:
         work = Path(tmp)
         data = opts.data_dir or build_data(work)
         seq = json.loads((data / "manifest.json").read_text())["max_length"]
+        vocab = _vocab(data)  # read now: the data dir may be in the temporary dir
         tokens = opts.steps * opts.batch * seq
         runs: dict[str, list] = {"hfllm": [], "baseline": [], "hfllm_wall": [], "baseline_wall": []}
         metrics: dict = {}
         for i in range(opts.repeats):
             metrics = run_hfllm(data, work / f"hfllm-{i}", opts.steps, opts.batch)
-            runs["hfllm"].append(metrics["tokens_per_second"])
+            runs["hfllm"].append(metrics["train"]["tokens_per_second"])
             runs["hfllm_wall"].append(tokens / metrics["wall_s"])
             base = run_baseline(data, work / f"baseline-{i}", opts.steps, opts.batch)
             runs["baseline"].append(tokens / base["train_runtime"])
@@ -207,12 +216,9 @@ def main() -> None:
             "baseline": validation_loss(work / f"baseline-{last}" / "model", data, work / "eval-baseline"),
         }
         peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
+    sizes = metrics["model"]
     f = flops_per_token(
-        metrics["non_embedding_parameters"],
-        metrics["hidden_size"],
-        _vocab(data),
-        metrics["num_hidden_layers"],
-        seq,
+        sizes["non_embedding_parameters"], sizes["hidden_size"], vocab, sizes["num_hidden_layers"], seq
     )
     median = {name: statistics.median(values) for name, values in runs.items()}
     h, b = median["hfllm"], median["baseline"]
@@ -221,8 +227,8 @@ def main() -> None:
             {
                 "model": {
                     **MODEL,
-                    "parameters": metrics["parameters"],
-                    "non_embedding_parameters": metrics["non_embedding_parameters"],
+                    "parameters": sizes["parameters"],
+                    "non_embedding_parameters": sizes["non_embedding_parameters"],
                     "max_length": seq,
                 },
                 "steps": opts.steps,
