@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "hfllm.commands.inspect:inspect",
     "attention": "hfllm.commands.attention:attention",
     "sweep": "hfllm.commands.sweep:sweep",
+    "export": "hfllm.commands.export:export",
     "demo": "hfllm.commands.demo:demo",
 }
 GROUPS: dict[str, str] = {

@@ -60,6 +60,7 @@ def check_hub_reachable(name: str, what: str = "dataset", timeout: float = REACH
     if problem is not None:
         reason = getattr(problem, "reason", problem)
         raise InputError(
-            f"cannot reach the Hugging Face Hub at {endpoint} to fetch the {what} {name!r} ({reason})",
+            f"{name!r} is not a local dir, and the Hugging Face Hub at {endpoint} cannot be reached to "
+            f"fetch it as a {what} ({reason})",
             "set HF_HUB_OFFLINE=1 and give a local dir, or check the network (and HF_ENDPOINT / HTTPS_PROXY)",
         )

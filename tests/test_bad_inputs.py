@@ -22,6 +22,7 @@ from tests.fixtures.bad_inputs import (
     cases_config,
     cases_generate,
     cases_inference,
+    cases_lora,
     cases_preprocess,
     cases_training,
     cases_trust,
@@ -45,6 +46,7 @@ TABLES = (
     cases_generate.CASES,
     cases_causal.CASES,
     cases_analysis.CASES,
+    cases_lora.CASES,
 )
 CASES = {name: build for table in TABLES for name, build in table.items()}
 # One case per exit path that matters: a config error, a data error while reading, predict's stdin.
@@ -56,7 +58,7 @@ def test_the_matrix_covers_every_command():
     # issue 8 gave 85 cases; issue 13 added 30 more, issue 14 (causal LMs, generate) 15 more.
     assert len(cases_trust.CASES) >= 30 and len(cases_generate.CASES) >= 15 and len(CASES) >= 130
     commands = ("config", "preprocess", "pretrain", "finetune", "evaluate", "predict", "generate")
-    commands += ("inspect", "attention", "sweep")
+    commands += ("inspect", "attention", "sweep", "export")
     assert {name.split("-")[0] for name in CASES} == set(commands)
 
 

@@ -155,7 +155,7 @@ def test_out_of_memory_suggests_settings_that_keep_the_global_batch(tiny, tmp_pa
     assert "out of memory during training" in message and "global batch 32" in message
     assert "training.per_device_train_batch_size=16" in message
     assert "training.gradient_accumulation_steps=2" in message
-    assert "training.gradient_checkpointing=true" in message
+    assert "training.activation_checkpointing=true" in message
     assert caught.value.exit_code == 1
     with pytest.raises(HfllmError, match="per_device_eval_batch_size=4"):
         trainer.evaluate(eval_dataset=tiny[1])
@@ -168,7 +168,7 @@ def test_out_of_memory_advice_for_odd_and_minimal_batches():
         return SimpleNamespace(
             per_device_train_batch_size=size,
             gradient_accumulation_steps=accumulation,
-            gradient_checkpointing=checkpointing,
+            activation_checkpointing=checkpointing,
             world_size=2,
         )
 

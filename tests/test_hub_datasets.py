@@ -175,7 +175,9 @@ def test_unreachable_hub_is_refused_with_what_to_do(silent_endpoint, monkeypatch
     with pytest.raises(InputError) as err:
         check_hub_reachable("glue", timeout=0.5)
     text = str(err.value)
-    assert f"cannot reach the Hugging Face Hub at {silent_endpoint} to fetch the dataset 'glue'" in text
+    assert (
+        f"'glue' is not a local dir, and the Hugging Face Hub at {silent_endpoint} cannot be reached" in text
+    )
     assert "set HF_HUB_OFFLINE=1 and give a local dir, or check the network" in text
 
 
@@ -215,7 +217,7 @@ def test_cli_with_no_network_fails_fast_naming_the_fix(cli, tmp_path, silent_end
     hub = {"path": "glue", "name": "sst2", "splits": {"train": "train"}}
     result = cli("preprocess", "--config", _config(tmp_path, {"hub": hub}), timeout=120)
     assert result.returncode == 3, result.stderr[-2000:]
-    assert "cannot reach the Hugging Face Hub" in result.stderr
+    assert "cannot be reached to fetch it" in result.stderr
     assert "set HF_HUB_OFFLINE=1 and give a local dir, or check the network" in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -243,7 +245,8 @@ def test_a_hub_model_name_with_no_network_fails_fast_naming_the_fix(
         result = cli("finetune", "--config", config, "--output-dir", tmp_path / "run", timeout=120)
     assert result.returncode == 3, result.stderr[-2000:]
     assert (
-        "cannot reach the Hugging Face Hub" in result.stderr and "model 'bert-base-uncased'" in result.stderr
+        "the Hugging Face Hub at" in result.stderr
+        and "'bert-base-uncased' is not a local dir" in result.stderr
     )
     assert "set HF_HUB_OFFLINE=1 and give a local dir, or check the network" in result.stderr
     assert not (tmp_path / "run").exists()

@@ -49,9 +49,8 @@ def test_every_recipe_copies_to_a_config_that_validates_elsewhere(name, tmp_path
     assert written[0] == dest
     text = dest.read_text()
     first = text.splitlines()[0]
-    # The command names the copy itself: as its --config, or for a sweep's search space as its --space.
-    option = "--space" if name.startswith("sweep/") else "--config"
-    assert first.startswith("# hfllm ") and f"{option} {dest} " in first + " "
+    flag = "--space" if name.startswith("sweep/") else "--config"  # a search space runs beside a config
+    assert first.startswith("# hfllm ") and f"{flag} {dest} " in first + " "
     config = load_any(dest)
     assert config.kind == yaml.safe_load(text).get("kind", name.split("/")[0])
     for path in getattr(getattr(config, "data", None), "files", []) or []:

@@ -157,8 +157,12 @@ def check_training_section(training: dict[str, Any], origins: Origins, source: s
 def build_training_arguments(training: dict[str, Any], source: str = "training"):
     """Return a real `transformers.TrainingArguments`; its own checks become ConfigErrors."""
     check_runtime(training)
+    import torch
     from transformers import TrainingArguments
 
+    if "dataloader_pin_memory" not in training and not torch.cuda.is_available():
+        # Pinned memory only helps copies to a GPU; without one torch warns on every run.
+        training = {**training, "dataloader_pin_memory": False}
     try:
         return TrainingArguments(**training)
     except (TypeError, ValueError) as exc:

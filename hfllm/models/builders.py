@@ -92,11 +92,12 @@ def init_output_bias(model: Any, log_probs: Any) -> bool:
 
 
 def count_parameters(model: Any) -> dict[str, int]:
-    """Return total, embedding and non-embedding parameter counts (the MFU formula needs the split)."""
+    """Return total, trainable, embedding and non-embedding parameter counts (the MFU formula needs the split)."""
     total = sum(p.numel() for p in model.parameters())
     embedding = sum(m.weight.numel() for m in model.modules() if type(m).__name__ == "Embedding")
     return {
         "parameters": total,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "embedding_parameters": embedding,
         "non_embedding_parameters": total - embedding,
     }

@@ -118,6 +118,11 @@ def check_model_dir(path: Path, allow_pickle: bool = False, tokenizer: bool = Tr
         raise InputError(
             f"model dir not found: {path}", "give the model/ dir of an `hfllm finetune` or `pretrain` run"
         )
+    if (path / "adapter_config.json").is_file():
+        raise InputError(
+            f"{path}: a LoRA adapter, not a full model",
+            f"merge it into its base first (hfllm export --merge {path} --output-dir DIR) and give DIR",
+        )
     if not (path / "config.json").is_file():
         raise InputError(f"{path}: no config.json; is this a model dir?", "give a run's model/ dir")
     _check_config_json(path / "config.json")
@@ -197,32 +202,47 @@ OTHER_COMMAND = {
 
 
 def load_for_inference(model_dir: Path, device: str | None = None, tasks: tuple[str, ...] = ()):
-    """Return (model, tokenizer, task) of a saved model dir, in eval mode on `device`.
+    """Return (model, tokenizer, task) of a saved model dir (or LoRA adapter dir), in eval mode on `device`.
 
     `tasks`: the tasks the calling command serves; a model for another one is refused before its
     weights are read."""
     import torch
-    from transformers import AutoConfig
+
+    from hfllm.models.adapters import adapter_task, is_adapter_dir, load_adapter_model
 
     source = resolve(str(model_dir), "--model")
     path = Path(source.location)
+    if is_adapter_dir(path):  # the base model named in adapter_config.json, with the adapter on top
+        _check_task(path, adapter_task(path), tasks, "")
+        model, tokenizer, task = load_adapter_model(path)
+        _check_task(path, task, tasks, "")
+    else:
+        model, tokenizer, task = _load_full_model(path, tasks)
+    check_vocab_fits(tokenizer, model, str(path))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer, task
+
+
+def _check_task(path: Path, task: str | None, tasks: tuple[str, ...], architectures: str) -> None:
+    if tasks and task is not None and task not in tasks:
+        hint = OTHER_COMMAND.get(task, OTHER_COMMAND[MASKED_LM])
+        wanted = "a causal language model" if tasks == (CAUSAL_LM,) else f"a {' or '.join(tasks)} model"
+        raise InputError(f"{path}: not {wanted}: a {task} model{architectures}", hint)
+
+
+def _load_full_model(path: Path, tasks: tuple[str, ...]) -> tuple[Any, Any, str]:
+    from transformers import AutoConfig
+
     check_model_dir(path)
     try:
         config = AutoConfig.from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as exc:  # e.g. an unknown model_type
         raise InputError(f"{path / 'config.json'}: cannot load the model config: {first_line(exc)}") from None
     task = task_of(config, str(path / "config.json"))
-    if tasks and task not in tasks:
-        hint = OTHER_COMMAND.get(task, OTHER_COMMAND[MASKED_LM])
-        wanted = "a causal language model" if tasks == (CAUSAL_LM,) else f"a {' or '.join(tasks)} model"
-        raise InputError(
-            f"{path}: not {wanted}: a {task} model ({', '.join(config.architectures or [])})", hint
-        )
+    _check_task(path, task, tasks, f" ({', '.join(config.architectures or [])})")
     tokenizer = load_tokenizer(str(path), key="--model")
     model = load_model(str(path), task, key="--model")
-    check_vocab_fits(tokenizer, model, str(path))
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), tokenizer, task
+    return model, tokenizer, task
 
 
 def check_vocab_fits(tokenizer: Any, model: Any, where: str) -> None:

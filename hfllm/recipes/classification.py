@@ -27,6 +27,7 @@ class Classification(Recipe):
         return tuple(p for p in (config.model.name_or_path, config.data.dir) if p)
 
     def setup(self, config: Any) -> Inputs:
+        from hfllm.models.adapters import quantized_loading
         from hfllm.models.loader import check_model_dir, load_model, load_tokenizer, resolve
         from hfllm.models.preflight import check_fits_model
 
@@ -52,6 +53,7 @@ class Classification(Recipe):
             # Starting from a classifier with another label set replaces its head.
             ignore_mismatched_sizes=True,
             **head,
+            **quantized_loading(config),
         )
         check_fits_model(splits, model, str(data.path))
         log.info(

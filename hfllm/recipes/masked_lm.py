@@ -65,6 +65,7 @@ class MaskedLM(Recipe):
 
     @staticmethod
     def _model(config: Any, data: Any, splits: Any, tokenizer: Any, max_length: int) -> Any:
+        from hfllm.models.adapters import quantized_loading
         from hfllm.models.builders import build_new_model, init_output_bias
         from hfllm.models.loader import check_model_dir, load_model, load_tokenizer, resolve
         from hfllm.models.preflight import check_same_tokenizer
@@ -89,6 +90,7 @@ class MaskedLM(Recipe):
                 MASKED_LM,
                 config.model.trust_remote_code,
                 config.model.allow_pickle,
+                **quantized_loading(config),
             )
         overrides = without_dropout(config.model.type, config.model.config)  # docs/speed.md
         model = build_new_model(config.model.type, overrides, tokenizer, max_length)

@@ -42,6 +42,10 @@ def export_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         model.save_pretrained(str(staging), state_dict=state_dict)
+        if hasattr(model, "peft_config"):  # an adapter: name its base, keep its head config beside it
+            from hfllm.models.adapters import finish_adapter_dir
+
+            finish_adapter_dir(model, staging)
         tokenizer.save_pretrained(str(staging))
         (staging / "README.md").write_text(card, encoding="utf-8")
         for name, text in (files or {}).items():
@@ -71,13 +75,15 @@ def model_card(
     inputs: list[dict[str, Any]] | None,
     license: str | None = None,
     language: str | list[str] | None = None,
+    library_name: str = "transformers",
 ) -> str:
     """Return a model card (README.md): Hub metadata built and checked by huggingface_hub (base_model,
     datasets, license, language, tags, model-index with the `split` results), then the recipe's text,
     the data, the results and the full config.
 
     `card`: the recipe's hfllm.train.recipe.Card; `base_model`: where the run started (a local dir is
-    named in the text; the metadata takes a Hub id only); `inputs`: the data manifest's inputs.
+    named in the text; the metadata takes a Hub id only); `inputs`: the data manifest's inputs;
+    `library_name`: the Hub's loader of the model (peft for an adapter).
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -103,7 +109,7 @@ def model_card(
         datasets=datasets,
         license=license,
         language=language,
-        library_name="transformers",
+        library_name=library_name,
         pipeline_tag=card.pipeline_tag,
         tags=list(dict.fromkeys(["hfllm", card.pipeline_tag, *card.tags])),
         model_name=name,

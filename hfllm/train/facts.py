@@ -1,8 +1,9 @@
 """Run facts: what a run's checkpoints depend on beyond config.yaml, recorded in run_facts.json.
 
-The tokenizer's fingerprint, max_length, the model's size, the world size and the global batch: a data
-dir re-preprocessed at the same path or another --num-processes changes no config key, yet would
-silently change a resumed run. A resume with other facts is refused, naming each change.
+The tokenizer's fingerprint, max_length, the model's size, the world size, the global batch and the
+LoRA adapter (r, target modules...): a data dir re-preprocessed at the same path or another
+--num-processes changes no config key, yet would silently change a resumed run. A resume with other
+facts is refused, naming each change.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ FACT_NAMES = {
     "labels": ("labels", "use data with the old label set"),
     "world_size": ("world size", "resume with world size {old} (--num-processes {old} on one machine)"),
     "global_batch_size": ("global batch size", "keep per-device batch x processes x accumulation as before"),
+    "peft": ("peft", "set the peft section back to the one the checkpoints were made with"),
 }
 
 
@@ -76,7 +78,7 @@ def facts_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, s
         if isinstance(before, dict) and isinstance(after, dict):
             for sub in sorted(set(before) | set(after)):
                 if before.get(sub) != after.get(sub):
-                    changes.append((key, f"model.{sub}", before.get(sub), after.get(sub)))
+                    changes.append((key, f"{key}.{sub}", before.get(sub), after.get(sub)))
         else:
             changes.append((key, name, before, after))
     return changes

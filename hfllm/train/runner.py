@@ -8,6 +8,7 @@ The order of a run, owned here and nowhere else:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hfllm.config import to_yaml
+from hfllm.models.adapters import adapter_facts
 from hfllm.output import log
 from hfllm.train.facts import check_resume_facts, planned_global_batch, run_facts
 from hfllm.train.recipe import Inputs, Recipe
@@ -100,6 +102,10 @@ def _train(recipe, config, rundir: RunDir, resume_force: bool, callbacks, starte
     # The Trainer seeds itself only once the model exists; new weights (a model, a head) must be seeded too.
     set_seed(int(config.training.get("seed", 42)))
     inputs = recipe.setup(config)
+    if getattr(config, "peft", None) is not None:  # every recipe's model trains an adapter the same way
+        from hfllm.models.adapters import apply_peft
+
+        inputs.model = apply_peft(inputs.model, config.peft, inputs.model_name)
     fingerprint = (inputs.data.manifest.get("tokenizer") or {}).get("fingerprint")
     facts = run_facts(
         fingerprint,
@@ -107,6 +113,7 @@ def _train(recipe, config, rundir: RunDir, resume_force: bool, callbacks, starte
         inputs.model.config,
         planned_global_batch(config.training),
         **inputs.facts,
+        peft=adapter_facts(inputs.model),
     )
     check_resume_facts(rundir, facts, resume_force)
     args = build_training_arguments(training_settings(recipe, config, inputs, rundir), "training")
@@ -196,6 +203,8 @@ def collect_metrics(recipe: Recipe, trainer: Any, inputs: Inputs, output: Any, t
         "max_length": inputs.max_length,
         **{k: getattr(model, k) for k in ("hidden_size", "num_hidden_layers") if hasattr(model, k)},
     }
+    if adapter_facts(trainer.model) is not None:
+        metrics["peft"] = adapter_facts(trainer.model)
     metrics.update(inputs.info)
     metrics.update(recipe.extra_metrics(trainer, inputs, metrics))
     return clean(metrics)
@@ -223,12 +232,16 @@ def export(recipe: Recipe, config: Any, rundir: RunDir, trainer: Any, inputs: In
 
     from hfllm.data.cleaning import CLEANING_FILE, cleaning_record
     from hfllm.launch import is_main_process
+    from hfllm.models.adapters import adapter_metrics, card_note
     from hfllm.train.export import export_model, full_state_dict, model_card, plot_losses, write_metrics
 
     state_dict = full_state_dict(trainer)  # every rank takes part under FSDP / DeepSpeed
     if not is_main_process():
         return
     card = recipe.card(config, inputs, metrics)
+    adapter = adapter_facts(trainer.model) is not None
+    if adapter:
+        card = dataclasses.replace(card, summary=f"{card.summary}\n\n{card_note(trainer.model)}")
     split = "test" if metrics.get("test") else "validation"
     text = model_card(
         card,
@@ -241,11 +254,15 @@ def export(recipe: Recipe, config: Any, rundir: RunDir, trainer: Any, inputs: In
         inputs=inputs.data.manifest.get("inputs"),
         license=getattr(config, "license", None),
         language=getattr(config, "language", None),
+        library_name="peft" if adapter else "transformers",
     )
     recipe.before_export(inputs)
     record = cleaning_record(inputs.data.path, inputs.data.manifest)  # predict and generate repeat it
     files = {CLEANING_FILE: json.dumps(record, indent=2) + "\n"} if record else {}
     export_model(trainer.model, inputs.tokenizer, rundir.model, text, state_dict, files)
+    if adapter:
+        metrics["model"].update(adapter_metrics(trainer.model, rundir.model))
+        log.info("adapter saved to %s: %d bytes", rundir.model, metrics["model"]["adapter_bytes"])
     unigram = (metrics.get("validation") or {}).get("unigram_perplexity")
     baselines = {"unigram baseline (validation)": math.log(unigram)} if unigram and unigram > 0 else None
     plot_losses(trainer.state.log_history, rundir.loss_plot, f"{rundir.path.name}: {card.title}", baselines)

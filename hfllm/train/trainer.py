@@ -222,9 +222,12 @@ def out_of_memory_error(args: Any, phase: str) -> HfllmError:
             f"--set training.per_device_train_batch_size={size // factor} "
             f"--set training.gradient_accumulation_steps={accumulation * factor} (same global batch)"
         )
-    if not args.gradient_checkpointing:
+    # Transformers 5.24 renamed gradient_checkpointing (still an alias) to activation_checkpointing.
+    if not (
+        getattr(args, "activation_checkpointing", False) or getattr(args, "gradient_checkpointing", False)
+    ):
         steps.append(
-            "--set training.gradient_checkpointing=true (recomputes activations: less memory, ~30% slower)"
+            "--set training.activation_checkpointing=true (recomputes activations: less memory, ~30% slower)"
         )
     if not steps:
         steps.append("use bf16/fp16, shorter sequences (preprocess packing.max_length) or a smaller model")

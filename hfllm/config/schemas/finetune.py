@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from hfllm.config.schemas.base import FileList, Language, License, Section, training_section
+from hfllm.config.schemas.peft import PeftSection
 
 # hfllm's defaults for fine-tuning; every key is a TrainingArguments field and the user's keys win.
 # metric_for_best_model is left unset here: finetune picks the task's headline metric (f1_macro,
@@ -125,6 +126,11 @@ class FinetuneConfig(Section):
     )
     early_stopping: EarlyStoppingSection = Field(
         default_factory=EarlyStoppingSection, description="Early stopping on training.metric_for_best_model."
+    )
+    peft: PeftSection | None = Field(
+        None,
+        description="Train a LoRA adapter instead of the whole model (null: full fine-tuning); model/ then "
+        "holds the adapter, its base model is recorded in adapter_config.json.",
     )
     training: training_section(FINETUNE_TRAINING_DEFAULTS) = Field(  # type: ignore[valid-type]
         description="transformers.TrainingArguments fields over hfllm's fine-tuning defaults (output_dir is the "

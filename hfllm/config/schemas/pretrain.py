@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from hfllm.config.schemas.base import Language, License, Section, training_section
+from hfllm.config.schemas.peft import PeftSection
 
 # hfllm's defaults for a masked-LM run; every key is a TrainingArguments field and the user's keys win.
 PRETRAIN_TRAINING_DEFAULTS: dict[str, Any] = {
@@ -136,6 +137,11 @@ class PretrainConfig(Section):
     license: License
     language: Language
     masking: MaskingSection = Field(default_factory=MaskingSection, description="Masked-LM masking.")
+    peft: PeftSection | None = Field(
+        None,
+        description="Continue pretraining `model.name_or_path` with a LoRA adapter instead of every weight "
+        "(null: all weights train).",
+    )
     training: training_section(PRETRAIN_TRAINING_DEFAULTS) = Field(  # type: ignore[valid-type]
         description="transformers.TrainingArguments fields over hfllm's pretraining defaults "
         "(output_dir is the run dir's checkpoints/ and is set by hfllm)."
@@ -156,4 +162,13 @@ class PretrainConfig(Section):
             problem = objective_problem(self.model.type, self.objective)
             if problem:
                 raise ValueError(f"model.type: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _adapter_needs_a_base(self) -> PretrainConfig:
+        if self.peft is not None and not self.model.name_or_path:
+            raise ValueError(
+                "peft: an adapter trains on top of a pretrained model; set model.name_or_path "
+                "(a new model from scratch trains all its weights: remove the peft section)"
+            )
         return self
