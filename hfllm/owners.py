@@ -16,8 +16,9 @@ from hfllm.fsutil import LOCK_FILE, atomic_write_json
 
 MARKER = ".hfllm-run.json"
 LEGACY_PREPROCESS_MARKER = ".hfllm-preprocess"  # written by preprocess before the JSON marker existed
-# What a running hfllm keeps in a dir for a moment (the lock, a scratch dir, a write probe): says nothing of who made it.
-TRANSIENT = (LOCK_FILE, ".hfllm-work-", ".hfllm-write-test-")
+# What a running hfllm keeps in a dir for a moment (the lock, a scratch dir, a write probe, the marker
+# on its way to its name: hfllm.fsutil.atomic_write_text): says nothing of who made it.
+TRANSIENT = (LOCK_FILE, ".hfllm-work-", ".hfllm-write-test-", f".{MARKER}.")
 
 
 def owner_of(path: Path) -> str | None:

@@ -108,7 +108,8 @@ class MaskedLM(Recipe):
 
         # The collator needs special_tokens_mask, which no model's forward() takes; setup chose the columns.
         settings["remove_unused_columns"] = False
-        settings, precision = apply_precision(settings, inputs.model.config)  # bf16 where it pays
+        model_config = getattr(inputs.model, "config", None)
+        settings, precision = apply_precision(settings, model_config)  # bf16 where it pays
         inputs.info["precision"] = precision.path
         return settings
 
