@@ -47,6 +47,20 @@ def load_splits(data: Any) -> Any:
     return data.load_splits()
 
 
+def pretraining_data(data_dir: str, objective: str, columns: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    """Return (DataDir, splits) of a pretraining data dir built for `objective`, each split cut to `columns`."""
+    from hfllm.data.datadir import open_data_dir
+    from hfllm.data.objective import check_objective
+
+    data = open_data_dir(Path(data_dir))
+    check_objective(data, objective)
+    splits = load_splits(data)
+    check_splits(splits, str(data.path))
+    return data, {
+        name: s.select_columns([c for c in columns if c in s.column_names]) for name, s in splits.items()
+    }
+
+
 SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024  # the format's own limit on the JSON header
 
 

@@ -31,17 +31,9 @@ class MaskedLM(Recipe):
         return tuple(p for p in (config.data_dir, config.model.name_or_path) if p)
 
     def setup(self, config: Any) -> Inputs:
-        from hfllm.data.datadir import open_data_dir
-        from hfllm.data.objective import check_objective
-        from hfllm.models.preflight import check_fits_model, check_splits, column_stats, load_splits
+        from hfllm.models.preflight import check_fits_model, column_stats, pretraining_data
 
-        data = open_data_dir(Path(config.data_dir))
-        check_objective(data, "masked")
-        splits = load_splits(data)
-        check_splits(splits, str(data.path))
-        splits = {
-            name: s.select_columns([c for c in COLUMNS if c in s.column_names]) for name, s in splits.items()
-        }
+        data, splits = pretraining_data(config.data_dir, "masked", COLUMNS)
         tokenizer = data.load_tokenizer()
         if tokenizer.mask_token is None:
             raise InputError(
