@@ -59,11 +59,12 @@ class DirLock:
         self.created = (
             False  # whether acquire() made the lock file (then a run that never started removes it)
         )
+        self._previous = ""  # the text a dead holder left, put back when this run turns out to do nothing
         self._claimed = False
 
     def acquire(self, what: str) -> None:
-        """Take the lock, or raise ConfigError naming the pid and host that hold it. Nothing is written
-        yet (a run that turns out to have nothing to do leaves the file as it was): see `claim`."""
+        """Take the lock and name this process in it at once, or raise ConfigError naming the pid and host
+        that hold it. A run that turns out to have nothing to do puts the file back as it was: see `claim`."""
         import fcntl
 
         from hfllm.errors import ConfigError
@@ -73,27 +74,25 @@ class DirLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd)
+            holder = _read_holder(fd, wait=True)
             os.close(fd)
             raise ConfigError(
                 f"{self.path.parent} is in use by another {what} ({holder})",
                 "wait for it to finish, or use another --output-dir",
             ) from None
         self._fd = fd
+        self._previous = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        _write_holder(fd, _this_process())
 
     def claim(self) -> None:
-        """Write this process as the holder (for the message a second run gets)."""
-        import socket
-
+        """Keep the lock file as this run's (it then goes when the run releases it), warning when a
+        process that died left it behind."""
         from hfllm.output import log
 
-        previous = _read_holder(self._fd)
-        if previous != "unknown holder":
+        if self._previous:
             log.warning(
-                "taking over the lock of %s, left by %s (no longer running)", self.path.parent, previous
+                "taking over the lock of %s, left by %s (no longer running)", self.path.parent, self._previous
             )
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
         self._claimed = True
 
     def release(self) -> None:
@@ -105,14 +104,38 @@ class DirLock:
 
         if self._claimed or self.created:
             self.path.unlink(missing_ok=True)
+        else:
+            _write_holder(self._fd, self._previous)
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
 
 
-def _read_holder(fd: int) -> str:
-    text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-    return text or "unknown holder"
+def _this_process() -> str:
+    import socket
+
+    return f"pid {os.getpid()} on host {socket.gethostname()}"
+
+
+def _write_holder(fd: int, text: str) -> None:
+    """Replace the lock file's text in one write, then cut what is left of the old text (never empty between)."""
+    data = f"{text}\n".encode() if text else b""
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+
+
+def _read_holder(fd: int, wait: bool = False) -> str:
+    """The holder named in the lock file; with `wait`, give a holder that took the lock a moment ago up to
+    a second to write its name."""
+    import time
+
+    for _ in range(20 if wait else 1):
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        if text:
+            return text
+        if wait:
+            time.sleep(0.05)
+    return "unknown holder"
 
 
 def make_writable_dir(path: Path) -> list[Path]:

@@ -120,3 +120,24 @@ def test_finetune_never_writes_into_a_pretrain_run_even_with_overwrite(data, tmp
         refused = run_cli("finetune", "--config", config, "--output-dir", pretrained, *extra)
         assert refused.returncode == 2 and "a run dir of `hfllm pretrain`" in refused.stderr
     assert {p: p.stat().st_mtime_ns for p in pretrained.rglob("*") if p.is_file()} == before
+
+
+def test_the_lock_names_its_holder_from_the_moment_it_is_taken(tmp_path):
+    """A second run that asks while the first is still deciding whether it has work is told who holds the
+    dir (CI once saw 'unknown holder' there); a run with nothing to do leaves a dead holder's note as it was."""
+    from hfllm.errors import ConfigError
+    from hfllm.fsutil import LOCK_FILE, DirLock
+
+    first, second = DirLock(tmp_path), DirLock(tmp_path)
+    first.acquire("`hfllm pretrain`")  # not claimed yet
+    with pytest.raises(ConfigError) as refused:
+        second.acquire("`hfllm pretrain`")
+    assert f"(pid {os.getpid()} on host {socket.gethostname()})" in str(refused.value)
+    first.release()
+    assert not (tmp_path / LOCK_FILE).exists()  # it made the file and never started: no trace left
+
+    (tmp_path / LOCK_FILE).write_text("pid 1 on host gone\n")
+    idle = DirLock(tmp_path)
+    idle.acquire("`hfllm pretrain`")
+    idle.release()  # nothing to do: the note stays for the run that resumes
+    assert (tmp_path / LOCK_FILE).read_text() == "pid 1 on host gone\n"
