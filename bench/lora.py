@@ -1,13 +1,14 @@
 """LoRA vs full fine-tuning of all-MiniLM-L6-v2 on the bundled 9-class Debian-section data (issue 18).
 
 Runs the shipped recipes configs/finetune/minilm-classify.yaml (full fine-tune, lr 1e-4) and
-configs/finetune/minilm-lora.yaml (LoRA r=16 on attention and MLP projections, lr 1e-3) at the same
+configs/finetune/minilm-lora.yaml (LoRA r=16 on attention and MLP projections, head and pooler in full, lr 2e-3) at the same
 epochs (3 by default, early stopping off so both train every epoch), on the same seeded split of the same CSV.
 Then merges the adapter (`hfllm export --merge`) and compares the merged model's logits with the
 adapter model's on the test split. Prints one JSON object: test macro-F1 of both, the gap, the
 trainable share, the adapter's size, times (wall_s: the command; run_s: the run as metrics.json records
 it, start-up to export, also right when a run dir already held the finished run; train_runtime_s: the
-training loop), and the largest logit difference after merging.
+training loop), and the largest logit difference after merging (with each float32 model's distance from the adapter
+computed in float64, the rounding floor that difference sits on).
 
     .venv/bin/python bench/lora.py [--epochs 3] [--max-length 128] [--output-dir runs/bench-lora]
 """
@@ -47,8 +48,9 @@ def finetune(recipe: str, out: Path, epochs: float, max_length: int) -> tuple[di
     return json.loads((out / "metrics.json").read_text(encoding="utf-8")), seconds
 
 
-def test_logits(model_dir: Path, data_dir: Path) -> object:
-    """Return the logits of a model (adapter dir or full model dir) on the test split."""
+def test_logits(model_dir: Path, data_dir: Path, float64: bool = False) -> object:
+    """Return the logits of a model (adapter dir or full model dir) on the test split; with `float64`,
+    computed in double precision (the reference both float32 models are measured against)."""
     import numpy as np
     from datasets import load_from_disk
 
@@ -56,6 +58,8 @@ def test_logits(model_dir: Path, data_dir: Path) -> object:
     from hfllm.models.loader import load_for_inference
 
     model, tokenizer, _ = load_for_inference(model_dir, "cpu")
+    if float64:
+        model = model.double()
     rows = load_from_disk(str(data_dir))["test"]
     rows = rows.select_columns(
         [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in rows.column_names]
@@ -80,6 +84,7 @@ def main() -> None:
 
     adapter_logits = test_logits(out / "lora" / "model", out / "lora" / "data")
     merged_logits = test_logits(out / "merged", out / "lora" / "data")
+    exact_logits = test_logits(out / "lora" / "model", out / "lora" / "data", float64=True)
     from datasets import load_from_disk
 
     tests = [load_from_disk(str(out / run / "data"))["test"] for run in ("full", "lora")]
@@ -115,6 +120,13 @@ def main() -> None:
                 "merge": {
                     "wall_s": merge_s,
                     "max_abs_logit_diff": float(np.abs(adapter_logits - merged_logits).max()),
+                    "logits_over_1e-5": int((np.abs(adapter_logits - merged_logits) > 1e-5).sum()),
+                    "logits": int(adapter_logits.size),
+                    "max_abs_logit": float(np.abs(adapter_logits).max()),
+                    "same_predictions": int((adapter_logits.argmax(-1) == merged_logits.argmax(-1)).sum()),
+                    # float32 rounding: how far each float32 model is from the adapter computed in float64
+                    "adapter_vs_float64_max_abs": float(np.abs(adapter_logits - exact_logits).max()),
+                    "merged_vs_float64_max_abs": float(np.abs(merged_logits - exact_logits).max()),
                     "parameters": merged["parameters"],
                 },
                 "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},

@@ -143,6 +143,32 @@ def new_modules(model: Any) -> list[str]:
     return [name for name in dict.fromkeys(fresh) if not any(True for _ in modules[name].children())]
 
 
+def head_inputs(model: Any, task: str) -> list[str]:
+    """Return the layers of a sequence classifier's pooler (BERT's `bert.pooler.dense`, DeBERTa's
+    `pooler.dense`): pretrained, but only for the pretraining objective, and the head reads nothing else.
+    The full fine-tune trains them; frozen, they held LoRA's macro-F1 13 points under it (docs/lora.md)."""
+    if task != SEQUENCE:
+        return []
+    return [
+        name
+        for name, module in model.named_modules()
+        if "pooler" in name.split(".") and any(True for _ in module.parameters(recurse=False))
+    ]
+
+
+def _outermost(model: Any, names: list[str]) -> list[str]:
+    """Return `names` (modules_to_save entries: names or dotted suffixes) without repeats and without an
+    entry whose every module lies inside another entry's module (peft would wrap it twice)."""
+    full = [n for n, _ in model.named_modules() if n]
+    matched = {name: [n for n in full if _matches(n, name)] for name in dict.fromkeys(names)}
+
+    def inside(name: str) -> bool:
+        outer = [m for other, ms in matched.items() if other != name for m in ms]
+        return bool(matched[name]) and all(any(n.startswith(f"{m}.") for m in outer) for n in matched[name])
+
+    return [name for name in matched if not inside(name)]
+
+
 def quantized_loading(config: Any) -> dict[str, Any]:
     """Return the from_pretrained arguments that load a QLoRA run's base model in 4-bit NF4 (bitsandbytes),
     or {} when the config asks for no quantization. The config check refused this already without CUDA."""
@@ -175,7 +201,9 @@ def apply_peft(model: Any, settings: Any, base_name: str) -> Any:
     task = model_task(model)
     targets = resolve_targets(model, settings.target_modules)
     _check_modules_to_save(model, settings.modules_to_save)
-    to_save = list(dict.fromkeys([*(settings.modules_to_save or []), *new_modules(model)]))
+    to_save = _outermost(
+        model, [*(settings.modules_to_save or []), *new_modules(model), *head_inputs(model, task)]
+    )
     if settings.quantization:
         from peft import prepare_model_for_kbit_training
 

@@ -28,8 +28,9 @@ class PeftSection(Section):
     modules_to_save: list[str] | None = Field(
         None,
         description="More modules to train in full and save with the adapter. Always trained in full: a "
-        "classifier's new head (`classifier` / `score`) and any weight the base checkpoint lacked (e.g. a "
-        "pooler), which would otherwise stay at random values that loading cannot reproduce.",
+        "classifier's new head (`classifier` / `score`), a sequence classifier's pooler (what the head "
+        "reads), and any weight the base checkpoint lacked, which would otherwise stay at random values "
+        "that loading cannot reproduce.",
     )
     bias: Literal["none", "all", "lora_only"] = Field(
         "none", description="Which biases are trained: none, all, or those of the adapted layers."
