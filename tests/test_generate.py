@@ -37,18 +37,25 @@ def generate(model_dir: Path, lines: list[str], **kwargs) -> list[dict]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-def test_greedy_equals_transformers_generate_one_prompt_at_a_time(causal_model, tmp_path):
+@pytest.mark.parametrize("penalty", [1.0, 1.3])
+def test_greedy_equals_transformers_generate_one_prompt_at_a_time(causal_model, tmp_path, penalty):
+    """Also with a repetition penalty (the generative demo uses 1.2), applied per row of a padded batch."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ours = generate(causal_model, PROMPTS, tmp=tmp_path, max_new_tokens=12, batch_size=4)
+    ours = generate(
+        causal_model, PROMPTS, tmp=tmp_path, max_new_tokens=12, batch_size=4, repetition_penalty=penalty
+    )
     model = AutoModelForCausalLM.from_pretrained(str(causal_model)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(causal_model))
     for record, prompt in zip(ours, PROMPTS, strict=True):
         ids = tokenizer(prompt, return_tensors="pt")
-        out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False, repetition_penalty=penalty)
         new = out[0, ids["input_ids"].shape[1] :]
         assert record["completion"] == tokenizer.decode(new, skip_special_tokens=True), prompt
         assert record["new_tokens"] == len(new) and record["finish_reason"] == "length"
+    if penalty != 1.0:  # the penalty reached the model: some completion differs from plain greedy
+        plain = generate(causal_model, PROMPTS, tmp=tmp_path, max_new_tokens=12, batch_size=4)
+        assert [r["completion"] for r in plain] != [r["completion"] for r in ours]
 
 
 def test_order_and_results_do_not_depend_on_the_batch_size(causal_model, tmp_path):

@@ -29,6 +29,7 @@ QUICK = {
     ],
 }
 QUICK_FILES = 40  # standard library files read by --quick
+REPETITION_PENALTY = 1.2
 
 
 def run_generative_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]:
@@ -58,7 +59,10 @@ def run_generative_demo(output_dir: Path, quick: bool = False) -> dict[str, Any]
     pretrain = run(load_config(PretrainConfig, CONFIGS / "pretrain-code.yaml", sets["pretrain"], flags))
     timings["pretrain"] = round(time.time() - t0, 1)
     t0 = time.time()
-    settings = Settings(max_new_tokens=16 if quick else 48, stop=["\n\n\n"])
+    # Greedy decoding of so small a model loops on one line; a mild penalty on repeated tokens reads as code.
+    settings = Settings(
+        max_new_tokens=16 if quick else 48, stop=["\n\n\n"], repetition_penalty=REPETITION_PENALTY
+    )
     completions = complete(Path(pretrain["model_dir"]), PROMPTS, settings)
     timings["generate"] = round(time.time() - t0, 1)
     validation = pretrain["metrics"]["validation"]
@@ -93,5 +97,8 @@ def print_generative_summary(result: dict[str, Any]) -> None:
     for item in result["completions"]:
         lines.append("  completion of " + repr(item["prompt"]) + ":")
         lines += ["    | " + line for line in (item["prompt"] + item["completion"]).splitlines()]
-    lines.append(f"  next: hfllm generate --model {result['model_dir']} --prompt 'def quicksort(items):'")
+    lines.append(
+        f"  next: hfllm generate --model {result['model_dir']} --prompt 'def quicksort(items):' "
+        f"--repetition-penalty {REPETITION_PENALTY}"
+    )
     sys.stderr.write("\n" + "\n".join(lines) + "\n")
