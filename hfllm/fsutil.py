@@ -75,11 +75,12 @@ class DirLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd, wait=True)
-            os.close(fd)
-            raise ConfigError(
-                f"{self.path.parent} is in use by another {what} ({holder})",
-                "wait for it to finish, or use another --output-dir",
-            ) from None
+            if not _wait_for_orphans(fd, holder):
+                os.close(fd)
+                raise ConfigError(
+                    f"{self.path.parent} is in use by another {what} ({holder})",
+                    "wait for it to finish, or use another --output-dir",
+                ) from None
         self._fd = fd
         self._previous = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
         _write_holder(fd, _this_process())
@@ -109,6 +110,41 @@ class DirLock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
+
+
+ORPHAN_WAIT_S = 30.0
+
+
+def _wait_for_orphans(fd: int, holder: str) -> bool:
+    """Return True once the lock is taken, when the holder it names is a dead process of this host: the
+    processes it forked (data loader workers) share its lock until they notice and exit, a few seconds
+    after a kill. False at once for a live or remote holder, or after ORPHAN_WAIT_S."""
+    import fcntl
+    import socket
+    import time
+
+    from hfllm.output import log
+
+    parts = holder.split()
+    if len(parts) != 5 or parts[0] != "pid" or parts[4] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+        return False  # alive (or someone else's process): really in use
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return False
+    log.info("the lock's holder (%s) is gone; waiting for processes it forked to let go", holder)
+    deadline = time.monotonic() + ORPHAN_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            continue
+    return False
 
 
 def _this_process() -> str:

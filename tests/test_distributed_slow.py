@@ -244,9 +244,10 @@ def test_a_signal_during_preprocess_tokenization_leaves_nothing_taken_as_done(tm
         "num_proc: 2\n",
         encoding="utf-8",
     )
-    proc = start(["preprocess", "--config", config, "--output-dir", out])
+    # Without a terminal progress is a log line every HFLLM_PROGRESS_SECONDS: 0 logs each batch.
+    proc = start(["preprocess", "--config", config, "--output-dir", out], env={"HFLLM_PROGRESS_SECONDS": "0"})
     lines = []
-    for line in proc.stderr:  # progress bars and logs; wait for the tokenization of the train split
+    for line in proc.stderr:  # logs; wait for the tokenization of the train split
         lines.append(line)
         if "tokenize+pack train" in line:
             break

@@ -53,14 +53,16 @@ def macro_f1(gold: list, predicted: list) -> float:
 
 
 def spans(tags: list[str]) -> set[tuple[str, int, int]]:
-    """Entities of a BIO sequence, conlleval style, written independently of hfllm's metric."""
+    """Entities of an IOB2 sequence as seqeval's strict mode counts them (hfllm's entity scores): an entity
+    starts at B-X and runs through the I-X after it; an I-X without its B-X is no entity. Written
+    independently of hfllm's metric."""
     found, start, kind = set(), None, None
     for i, tag in enumerate([*tags, "O"]):
         prefix, _, this = tag.partition("-") if "-" in tag else ("O", "", "")
         if start is not None and not (prefix == "I" and this == kind):
             found.add((kind, start, i))
             start = None
-        if prefix in ("B", "I") and start is None:
+        if prefix == "B":
             start, kind = i, this
     return found
 
@@ -246,7 +248,13 @@ def test_masked_lm_evaluate_and_fill_mask(tmp_path, ft_build, ft_tiny):
 def test_recompute_helpers_are_right():
     # The hand-written helpers above must themselves be right, or the recomputations prove nothing.
     assert macro_f1(["a", "a", "b"], ["a", "b", "b"]) == pytest.approx((2 / 3 + 2 / 3) / 2)
-    assert spans(["B-X", "I-X", "O", "I-Y", "B-Y"]) == {("X", 0, 2), ("Y", 3, 4), ("Y", 4, 5)}
+    assert spans(["B-X", "I-X", "O", "I-Y", "B-Y"]) == {("X", 0, 2), ("Y", 4, 5)}  # the stray I-Y: none
+    assert spans(["B-X", "I-Y", "B-X", "B-X", "I-X"]) == {("X", 0, 1), ("X", 2, 3), ("X", 3, 5)}
+    from seqeval.scheme import IOB2, Entities
+
+    tags = ["B-X", "I-X", "O", "I-Y", "B-Y", "I-X", "B-X", "B-X", "I-X"]
+    strict = {(e.tag, e.start, e.end) for e in Entities([tags], IOB2).entities[0]}
+    assert spans(tags) == strict
 
 
 @pytest.mark.slow

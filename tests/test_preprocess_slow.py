@@ -42,4 +42,10 @@ def test_five_megabyte_corpus_counts_add_up_and_rerun_is_cached(tmp_path):
     assert run_cli(*args).json["status"] == "cached"
     stat = corpus.stat()
     os.utime(corpus, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert run_cli(*args).json["status"] == "built"
+    assert run_cli(*args).json["status"] == "cached"  # touched, same content: the same input
+    first_line = corpus.read_text(encoding="utf-8").splitlines()[0]
+    with corpus.open("a", encoding="utf-8") as f:  # one of its own lines again: the content changes
+        f.write(first_line + "\n")
+    changed = run_cli(*args)  # a finished data dir is never rebuilt behind the runs trained on it
+    assert changed.returncode == 2 and f"input changed: {corpus}" in changed.stderr, changed.stderr[-2000:]
+    assert run_cli(*args, "--force").json["status"] == "built"

@@ -185,7 +185,8 @@ def test_pruning_stops_a_trial_after_its_first_evaluation(tmp_path, ft_tiny):
         "parameters:\n  training.learning_rate: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n"
     )
     out = tmp_path / "sweep"
-    result = run_cli(*sweep_args(model_dir, space, out, 1, "--set", "training.num_train_epochs=6"))
+    # Long enough that the sweep sees an evaluation while the trial still trains (6 epochs take a second).
+    result = run_cli(*sweep_args(model_dir, space, out, 1, "--set", "training.num_train_epochs=500"))
     assert result.returncode == 1 and "no trial of the sweep finished" in result.stderr
     (trial,) = read_trials(out)
     assert trial["state"] == "pruned" and trial["exit_code"] == 143 and trial["intermediate"]
@@ -224,4 +225,4 @@ def test_a_pretrain_config_sweeps_too(tmp_path):
     assert summary["metric"] == "validation.loss" and summary["direction"] == "minimize"
     assert summary["trials"]["complete"] == 2
     best_run = json.loads((Path(summary["best"]["run_dir"]) / "metrics.json").read_text())
-    assert best_run["eval_loss"] == pytest.approx(summary["best"]["value"])
+    assert best_run["validation"]["loss"] == pytest.approx(summary["best"]["value"])

@@ -141,3 +141,29 @@ def test_the_lock_names_its_holder_from_the_moment_it_is_taken(tmp_path):
     idle.acquire("`hfllm pretrain`")
     idle.release()  # nothing to do: the note stays for the run that resumes
     assert (tmp_path / LOCK_FILE).read_text() == "pid 1 on host gone\n"
+
+
+def test_the_lock_of_a_killed_run_is_taken_once_the_processes_it_forked_let_go(tmp_path):
+    """A run killed with SIGKILL leaves its data loader workers (forked: they share its lock) alive for a
+    few seconds; a rerun waits for them instead of calling the dir in use by a process that is gone."""
+    from hfllm.fsutil import LOCK_FILE, DirLock
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    note = f"pid {dead.stdout.strip()} on host {socket.gethostname()}\n"
+    (tmp_path / LOCK_FILE).write_text(note)
+    worker = subprocess.Popen(  # stands in for a forked worker: holds the lock 1.5 s, then exits
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX);"
+         "print('held', flush=True); time.sleep(1.5)", str(tmp_path / LOCK_FILE)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert worker.stdout.readline() == "held\n"
+    lock = DirLock(tmp_path)
+    started = time.monotonic()
+    lock.acquire("`hfllm pretrain`")
+    waited = time.monotonic() - started
+    assert worker.wait(timeout=5) == 0 and 0.5 < waited < 10, waited  # it waited for the worker to let go
+    lock.claim()
+    lock.release()
+    worker.wait()
