@@ -43,6 +43,7 @@ class Plan:
     eval_examples: int | None = None
     eval_strategy: str = "no"
     eval_steps: float | None = None
+    masked_share: float | None = None  # masked-LM pretraining: mlm_probability (the sparse head's rows)
     eval_on_start: bool = False
     assumptions: list[str] = field(default_factory=list)
 
@@ -95,9 +96,9 @@ def _plan_pretrain(config: Any, source: str, num_processes: int) -> Plan:
         tokenizer = open_data_dir(Path(config.data_dir), check_tokenizer=False).load_tokenizer()
         seq_len = int(data["max_length"])
         build = new_causal_config if config.objective == "causal" else new_model_config
-        model_config = build(config.model.type, config.model.config, tokenizer, seq_len)
+        model_config = build(config.model.type, _new_model_overrides(config), tokenizer, seq_len)
     else:
-        model_config = _new_config(config.model.type, config.model.config)
+        model_config = _new_config(config.model.type, _new_model_overrides(config))
         seq_len = model_config.max_position_embeddings - position_offset(model_config)
         notes.append(
             f"no data dir at {config.data_dir}: vocab_size {model_config.vocab_size} and special tokens are "
@@ -107,6 +108,8 @@ def _plan_pretrain(config: Any, source: str, num_processes: int) -> Plan:
     plan = _plan_training(
         source, "pretrain", objective, model_config, seq_len, config.training, num_processes
     )
+    if objective == MASKED_LM:
+        plan.masked_share = config.masking.mlm_probability
     _data_counts(plan, data, config.data_dir)
     plan.assumptions[:0] = notes
     return plan
@@ -248,6 +251,17 @@ def _default_length(model_config: Any, notes: list[str]) -> int:
     length = int(getattr(model_config, "max_position_embeddings", 512) or 512)
     notes.append(f"no data dir: sequences assumed {length} tokens (max_position_embeddings)")
     return length
+
+
+def _new_model_overrides(config: Any) -> dict[str, Any]:
+    """Return model.config as the masked-LM recipe builds a new model: dropout off (docs/speed.md)."""
+    from hfllm.models.causal import model_type_table
+    from hfllm.models.scratch import dropout_turned_off
+
+    overrides = dict(config.model.config)
+    if config.objective == "causal" or config.model.type not in model_type_table("masked"):
+        return overrides
+    return {**overrides, **dict.fromkeys(dropout_turned_off(config.model.type, overrides), 0.0)}
 
 
 def _lm_objective(model_config: Any) -> str:

@@ -124,6 +124,12 @@ def _inputs(objective: str, batch: int, seq_len: int, device: str) -> tuple[dict
 
 
 def _loss(objective: str, outputs: Any, labels: Any) -> Any:
+    if objective == MASKED_LM and outputs["logits"].dim() == 2:  # sparse head: one row per masked token
+        import torch
+
+        logits = outputs["logits"]
+        targets = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     if objective == MASKED_LM:
         from hfllm.tasks.masked_lm import mlm_loss
 
@@ -150,20 +156,55 @@ def simulate_run(
     target: str,
     checkpointing: bool,
     state_sizes: list[int],
+    masked_share: float | None = None,
 ) -> RunMemory:
     """Return the simulated memory of a training step and an evaluation batch (see RunMemory).
 
     `state_sizes`: the optimizer's state tensors (bytes each); they live from the first step on. A model
-    from build_meta_model allocates nothing; a model on a real device runs for real (the tests compare)."""
+    from build_meta_model allocates nothing; a model on a real device runs for real (the tests compare).
+    `masked_share`: a masked-LM run's mlm_probability: its output layer then sees only that share of the
+    positions, as hfllm's sparse head does where the model type has one (hfllm.tasks.sparse_mlm)."""
     tracker = tracking_mode()
     for size in state_sizes:
         tracker.hold(size)
-    train = _train_step(model, objective, train_batch, seq_len, target, checkpointing, tracker)
-    evaluation = None
-    if eval_batch:
-        tracker.next_phase()
-        evaluation = _eval_step(model, objective, eval_batch, seq_len, target, tracker)
+    with _sparse_head(model, objective, masked_share) as rows:
+        train = _train_step(model, objective, train_batch, seq_len, target, checkpointing, tracker)
+        evaluation = None
+        if eval_batch:
+            tracker.next_phase()
+            evaluation = _eval_step(model, objective, eval_batch, seq_len, target, tracker, rows)
     return RunMemory(state=sum(state_sizes), train=train, eval=evaluation)
+
+
+@contextlib.contextmanager
+def _sparse_head(model: Any, objective: str, share: float | None) -> Iterator[float | None]:
+    """Within the block, the masked-LM head gets `share` of the encoder's rows (gathered, as the real
+    sparse head's boolean index does; meta tensors cannot be indexed by a mask); yields `share`, or None
+    when the head stays dense."""
+    from hfllm.tasks.sparse_mlm import HEAD_INPUT, unsupported_reason
+
+    if objective != MASKED_LM or share is None or unsupported_reason(model) is not None:
+        yield None
+        return
+    import torch
+
+    def gather(module: Any, args: tuple) -> tuple | None:
+        hidden = args[0]
+        if hidden.dim() != 3:
+            return None
+        rows = _masked_rows(hidden.shape[0] * hidden.shape[1], share)
+        index = torch.arange(rows, device=hidden.device)
+        return (hidden.reshape(-1, hidden.shape[-1]).index_select(0, index), *args[1:])
+
+    handle = getattr(model, HEAD_INPUT[model.config.model_type]).register_forward_pre_hook(gather)
+    try:
+        yield share
+    finally:
+        handle.remove()
+
+
+def _masked_rows(tokens: int, share: float) -> int:
+    return max(1, round(tokens * share))
 
 
 def _train_step(model, objective, batch, seq_len, target, checkpointing, tracker) -> StepMemory:
@@ -193,7 +234,7 @@ def _set_checkpointing(model: Any, on: bool) -> None:
     getattr(model, f"{name}_enable" if on else f"{name}_disable")()
 
 
-def _eval_step(model, objective, batch, seq_len, target, tracker) -> StepMemory:
+def _eval_step(model, objective, batch, seq_len, target, tracker, rows) -> StepMemory:
     import torch
 
     model.eval()
@@ -201,10 +242,12 @@ def _eval_step(model, objective, batch, seq_len, target, tracker) -> StepMemory:
         inputs, labels = _inputs(objective, batch, seq_len, model.device.type)
         outputs = model(**inputs)
         _loss(objective, outputs, labels)
-        if objective == MASKED_LM:
+        if objective == MASKED_LM and rows is None:
             from hfllm.tasks.masked_lm import mlm_eval_outputs
 
             mlm_eval_outputs(outputs["logits"], labels)
+        elif objective == MASKED_LM:  # what mlm_eval_outputs keeps of sparse logits: ids and NLL per row
+            outputs["logits"].argmax(dim=-1)
         after_forward = tracker.current
         del outputs, inputs, labels
     return StepMemory(tracker.peak, tracker.rss_peak, after_forward, tracker.costs)

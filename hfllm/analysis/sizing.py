@@ -96,6 +96,7 @@ class Sizer:
                     self.target,
                     variant.checkpointing,
                     states,
+                    self.plan.masked_share,
                 )
             finally:
                 if half:
