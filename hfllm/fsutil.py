@@ -74,7 +74,7 @@ class DirLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd, wait=True)
+            holder = _read_holder(fd)
             if not _wait_for_orphans(fd, holder):
                 os.close(fd)
                 raise ConfigError(
@@ -82,7 +82,7 @@ class DirLock:
                     "wait for it to finish, or use another --output-dir",
                 ) from None
         self._fd = fd
-        self._previous = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        self._previous = _holder_text(fd)
         _write_holder(fd, _this_process())
 
     def claim(self) -> None:
@@ -160,18 +160,21 @@ def _write_holder(fd: int, text: str) -> None:
     os.ftruncate(fd, len(data))
 
 
-def _read_holder(fd: int, wait: bool = False) -> str:
-    """The holder named in the lock file; with `wait`, give a holder that took the lock a moment ago up to
-    a second to write its name."""
+def _read_holder(fd: int) -> str:
+    """The holder named in the lock file, giving a holder that took the lock a moment ago up to a second to
+    write its name."""
     import time
 
-    for _ in range(20 if wait else 1):
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    for _ in range(20):
+        text = _holder_text(fd)
         if text:
             return text
-        if wait:
-            time.sleep(0.05)
+        time.sleep(0.05)
     return "unknown holder"
+
+
+def _holder_text(fd: int) -> str:
+    return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
 
 
 def make_writable_dir(path: Path) -> list[Path]:

@@ -167,24 +167,24 @@ def simulate_run(
     tracker = tracking_mode()
     for size in state_sizes:
         tracker.hold(size)
-    with _sparse_head(model, objective, masked_share) as rows:
+    with _sparse_head(model, objective, masked_share):
         train = _train_step(model, objective, train_batch, seq_len, target, checkpointing, tracker)
         evaluation = None
         if eval_batch:
             tracker.next_phase()
-            evaluation = _eval_step(model, objective, eval_batch, seq_len, target, tracker, rows)
+            evaluation = _eval_step(model, objective, eval_batch, seq_len, target, tracker)
     return RunMemory(state=sum(state_sizes), train=train, eval=evaluation)
 
 
 @contextlib.contextmanager
-def _sparse_head(model: Any, objective: str, share: float | None) -> Iterator[float | None]:
+def _sparse_head(model: Any, objective: str, share: float | None) -> Iterator[None]:
     """Within the block, the masked-LM head gets `share` of the encoder's rows (gathered, as the real
-    sparse head's boolean index does; meta tensors cannot be indexed by a mask); yields `share`, or None
-    when the head stays dense."""
+    sparse head's boolean index does; meta tensors cannot be indexed by a mask) and returns 2-D logits;
+    the head stays dense when `share` is None or the model type has no sparse head."""
     from hfllm.tasks.sparse_mlm import HEAD_INPUT, unsupported_reason
 
     if objective != MASKED_LM or share is None or unsupported_reason(model) is not None:
-        yield None
+        yield
         return
     import torch
 
@@ -192,19 +192,15 @@ def _sparse_head(model: Any, objective: str, share: float | None) -> Iterator[fl
         hidden = args[0]
         if hidden.dim() != 3:
             return None
-        rows = _masked_rows(hidden.shape[0] * hidden.shape[1], share)
+        rows = max(1, round(hidden.shape[0] * hidden.shape[1] * share))
         index = torch.arange(rows, device=hidden.device)
         return (hidden.reshape(-1, hidden.shape[-1]).index_select(0, index), *args[1:])
 
     handle = getattr(model, HEAD_INPUT[model.config.model_type]).register_forward_pre_hook(gather)
     try:
-        yield share
+        yield
     finally:
         handle.remove()
-
-
-def _masked_rows(tokens: int, share: float) -> int:
-    return max(1, round(tokens * share))
 
 
 def _train_step(model, objective, batch, seq_len, target, checkpointing, tracker) -> StepMemory:
@@ -234,7 +230,7 @@ def _set_checkpointing(model: Any, on: bool) -> None:
     getattr(model, f"{name}_enable" if on else f"{name}_disable")()
 
 
-def _eval_step(model, objective, batch, seq_len, target, tracker, rows) -> StepMemory:
+def _eval_step(model, objective, batch, seq_len, target, tracker) -> StepMemory:
     import torch
 
     model.eval()
@@ -242,12 +238,12 @@ def _eval_step(model, objective, batch, seq_len, target, tracker, rows) -> StepM
         inputs, labels = _inputs(objective, batch, seq_len, model.device.type)
         outputs = model(**inputs)
         _loss(objective, outputs, labels)
-        if objective == MASKED_LM and rows is None:
+        if objective == MASKED_LM and outputs["logits"].dim() == 2:  # sparse: ids (the NLL is the loss's)
+            outputs["logits"].argmax(dim=-1)
+        elif objective == MASKED_LM:
             from hfllm.tasks.masked_lm import mlm_eval_outputs
 
             mlm_eval_outputs(outputs["logits"], labels)
-        elif objective == MASKED_LM:  # what mlm_eval_outputs keeps of sparse logits: ids and NLL per row
-            outputs["logits"].argmax(dim=-1)
         after_forward = tracker.current
         del outputs, inputs, labels
     return StepMemory(tracker.peak, tracker.rss_peak, after_forward, tracker.costs)
