@@ -184,24 +184,31 @@ def test_out_of_memory_advice_for_odd_and_minimal_batches():
 def test_resume_after_a_crash_is_bitwise_exact(tiny, tmp_path):
     """In-process variant of the slow SIGKILL test: crash after checkpoint-3 (mid-epoch 1), resume across
     the end of epoch 1 (5 steps) to step 6: per-step losses and weights equal the uninterrupted run's."""
+    crash_and_resume(lambda out: make_trainer(tiny, out, max_steps=6, save_steps=3), run_training, tmp_path)
+
+
+def crash_and_resume(make, train, tmp_path: Path):
+    """Train `make(dir)` (a (trainer, run) pair saving every 3 steps to step 6) straight through, and
+    again crashing right after checkpoint-3 is saved, then resumed from it; assert the losses of steps
+    4-6 and the checkpoint-6 weights are bitwise equal. Return (straight, resumed) trainers."""
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
     from hfllm.train.rundir import RunDir
 
-    straight, run = make_trainer(tiny, tmp_path / "straight", max_steps=6, save_steps=3)
-    run_training(straight, run)
+    straight, run = make(tmp_path / "straight")
+    train(straight, run)
 
     class Crash(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             raise KeyboardInterrupt  # as abrupt as it gets in-process: nothing after the save runs
 
-    crashed, run = make_trainer(tiny, tmp_path / "crashed", max_steps=6, save_steps=3)
+    crashed, run = make(tmp_path / "crashed")
     crashed.add_callback(Crash())
     with pytest.raises(KeyboardInterrupt):
         crashed.train()
-    resumed, _ = make_trainer(tiny, tmp_path / "crashed", max_steps=6, save_steps=3)
-    run_training(resumed, RunDir(run.path, resume_from=run.checkpoints / "checkpoint-3"))
+    resumed, _ = make(tmp_path / "crashed")
+    train(resumed, RunDir(run.path, resume_from=run.checkpoints / "checkpoint-3"))
 
     def losses(trainer):
         return {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
@@ -211,6 +218,7 @@ def test_resume_after_a_crash_is_bitwise_exact(tiny, tmp_path):
     a = load_file(str(tmp_path / "straight" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
     b = load_file(str(tmp_path / "crashed" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
+    return straight, resumed
 
 
 def test_a_batch_with_nothing_masked_gets_one_mask_and_a_finite_loss(tiny):

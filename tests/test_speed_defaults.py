@@ -4,7 +4,7 @@ config), and a crash-and-resume that equals the uninterrupted run with the spars
 from __future__ import annotations
 
 import pytest
-from test_faults_training import MASKING, tiny  # noqa: F401  (tiny is a fixture)
+from test_faults_training import MASKING, crash_and_resume, tiny  # noqa: F401  (tiny is a fixture)
 
 from hfllm.models.scratch import dropout_keys, dropout_turned_off, restore_dropout, without_dropout
 
@@ -86,36 +86,11 @@ def make_trainer(tiny, out, bf16: bool):  # noqa: F811
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 def test_resume_is_bitwise_exact_with_the_speed_defaults(tiny, tmp_path, bf16):  # noqa: F811
     """bf16 runs whatever the CPU (emulated where not native): exactness does not depend on speed."""
-    from safetensors.torch import load_file
-    from transformers import TrainerCallback
-
-    from hfllm.train.rundir import RunDir
     from hfllm.train.trainer import train
 
-    straight, run = make_trainer(tiny, tmp_path / "straight", bf16)
-    train(straight, run)
+    straight, resumed = crash_and_resume(lambda out: make_trainer(tiny, out, bf16), train, tmp_path)
     # The collator's batches (a BatchEncoding, not a dict) reach the sparse head: one row per masked token.
     assert straight.logit_dims and set(straight.logit_dims) == {2}
-
-    class Crash(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            raise KeyboardInterrupt
-
-    crashed, run = make_trainer(tiny, tmp_path / "crashed", bf16)
-    crashed.add_callback(Crash())
-    with pytest.raises(KeyboardInterrupt):
-        crashed.train()
-    resumed, _ = make_trainer(tiny, tmp_path / "crashed", bf16)
-    train(resumed, RunDir(run.path, resume_from=run.checkpoints / "checkpoint-3"))
-
-    def losses(trainer):
-        return {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
-
-    expected, got = losses(straight), losses(resumed)
-    assert [got[s] for s in range(4, 7)] == [expected[s] for s in range(4, 7)]
-    a = load_file(str(tmp_path / "straight" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
-    b = load_file(str(tmp_path / "crashed" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
-    assert all((a[k] == b[k]).all() for k in a)
     assert resumed.evaluate()["eval_token_loss"] == pytest.approx(
         straight.evaluate()["eval_token_loss"], abs=0
     )
