@@ -5,6 +5,7 @@ named GPUs, and a fit check whose suggested change really fits. No weights are l
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -62,11 +63,37 @@ def test_parameters_with_a_data_dir_equal_what_pretrain_builds(data_dir):
     model = build_new_model("bert", overrides, tokenizer, 64)  # the builder `hfllm pretrain` calls
     assert report["parameters"] == count_parameters(model)
     assert report["batch"]["max_length"] == 64 and report["batch"]["train_examples"] > 0
-    # 2 x matmul weights (4 attention + 2 MLP per layer, head transform, tied decoder) + attention
+    # 2 x matmul weights (4 attention + 2 MLP per layer; the head transform and tied decoder only at the
+    # 15 % of masked positions the sparse head computes) + attention
     h, layers, inter, vocab = 32, 2, 64, len(tokenizer)
-    matmuls = layers * (4 * h * h + 2 * h * inter) + h * h + h * vocab
-    assert report["flops_per_token"]["forward"] == 2 * matmuls + 4 * layers * 64 * h
+    matmuls = layers * (4 * h * h + 2 * h * inter) + 0.15 * (h * h + h * vocab)
+    assert report["flops_per_token"]["forward"] == pytest.approx(2 * matmuls + 4 * layers * 64 * h)
     assert report["flops_per_token"]["training"] == 3 * report["flops_per_token"]["forward"]
+
+
+def test_masking_time_is_measured_and_added_to_each_step_and_evaluation_batch(data_dir):
+    from hfllm.analysis.devices import named_gpu
+    from hfllm.analysis.plan import plan_from_target
+    from hfllm.analysis.sizing import Sizer
+
+    plan = plan_from_target(TINY, [f"data_dir={data_dir}"], 1)
+    assert plan.collate_seconds > 0  # the real masked-LM collator, timed on the data dir's examples
+    assert any(note.startswith("masking: ") for note in plan.assumptions)
+    sizer, gpu = Sizer(plan, "gpu"), named_gpu("h100")
+    with_masking = sizer.throughput(gpu, 0.5)
+    measured, plan.collate_seconds = plan.collate_seconds, 0.0
+    without = sizer.throughput(gpu, 0.5)
+    step = with_masking["seconds_per_step"] - without["seconds_per_step"]
+    assert step == pytest.approx(plan.train_batch * measured)
+    batches = with_masking["eval_seconds"] - without["eval_seconds"]
+    assert batches == pytest.approx(
+        with_masking["evaluations"]
+        * plan.eval_batch
+        * measured
+        * math.ceil(plan.eval_examples / plan.eval_batch)
+    )
+    plan.collate_seconds, plan.dataloader_workers = measured, 2  # workers mask while the step runs
+    assert sizer.throughput(gpu, 0.5)["seconds_per_step"] == without["seconds_per_step"]
 
 
 def test_meta_simulation_equals_the_same_step_on_real_tensors():

@@ -115,8 +115,9 @@ def _assumptions(plan: Plan, hardware: Device, kind: str, efficiency: float, cap
         f"the memory bandwidth, the slower, plus page faults of new blocks over 32 MiB on a CPU); rates from "
         f"{hardware.source or hardware.description}, times an efficiency of {efficiency:g} (--efficiency); "
         "MFU is the result, not an input",
-        "FLOPs per token: 2 x matmul weights (the tied output layer included) + 4 x layers x seq x attention "
-        "width forward; training 3x forward (4x with gradient checkpointing)",
+        "FLOPs per token: 2 x matmul weights (the tied output layer included; a masked-LM head computed at "
+        "the masked positions only counts at that share) + 4 x layers x seq x attention width forward; "
+        "training 3x forward (4x with gradient checkpointing)",
         f"memory: one step simulated on the meta device with the {kind.upper()}'s attention kernel; weights and "
         f"gradients fp32, optimizer state {optimizer_state_bytes(plan.optimizer)} bytes/parameter ({plan.optimizer}); "
         "bf16 = autocast (fp32 master weights, a bf16 copy, bf16 activations)",

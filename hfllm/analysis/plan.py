@@ -44,6 +44,8 @@ class Plan:
     eval_strategy: str = "no"
     eval_steps: float | None = None
     masked_share: float | None = None  # masked-LM pretraining: mlm_probability (the sparse head's rows)
+    collate_seconds: float = 0.0  # per example, when the collator does real work (masked-LM masking)
+    dataloader_workers: int = 0
     eval_on_start: bool = False
     assumptions: list[str] = field(default_factory=list)
 
@@ -110,6 +112,8 @@ def _plan_pretrain(config: Any, source: str, num_processes: int) -> Plan:
     )
     if objective == MASKED_LM:
         plan.masked_share = config.masking.mlm_probability
+        if data is not None:
+            _measure_masking(plan, config)
     _data_counts(plan, data, config.data_dir)
     plan.assumptions[:0] = notes
     return plan
@@ -182,8 +186,38 @@ def _plan_training(source, kind, objective, model_config, seq_len, training, num
         eval_strategy=eval_strategy,
         eval_steps=float(training["eval_steps"]) if training.get("eval_steps") else None,
         eval_on_start=bool(training.get("eval_on_start")),
+        dataloader_workers=int(training.get("dataloader_num_workers") or 0),
     )
     return plan
+
+
+def _measure_masking(plan: Plan, config: Any, examples: int = 64) -> None:
+    """Time the masked-LM collator on the first train examples: it hashes and masks each one in the
+    training process (no dataloader workers), which is a visible share of a small model's step on a CPU."""
+    import time
+
+    from hfllm.data.datadir import open_data_dir
+    from hfllm.tasks.mlm_collator import make_mlm_collator
+
+    data_dir = open_data_dir(Path(config.data_dir), check_tokenizer=False)
+    train = data_dir.load_splits()["train"]
+    rows = [train[i] for i in range(min(examples, len(train)))]
+    if not rows:
+        return
+    collator = make_mlm_collator(data_dir.load_tokenizer(), config.masking, 0)
+    collator(rows[:4])  # first call: imports and caches
+    start = time.perf_counter()
+    collator(rows)
+    plan.collate_seconds = (time.perf_counter() - start) / len(rows)
+    where = (
+        "in the training process"
+        if plan.dataloader_workers == 0
+        else f"in {plan.dataloader_workers} dataloader workers, assumed hidden behind the steps"
+    )
+    plan.assumptions.append(
+        f"masking: {plan.collate_seconds * 1e3:.3f} ms per example, timed on {len(rows)} train examples "
+        f"({where})"
+    )
 
 
 def count_evaluations(plan: Plan) -> int:

@@ -176,14 +176,23 @@ def simulate_run(
     return RunMemory(state=sum(state_sizes), train=train, eval=evaluation)
 
 
+def sparse_head_module(model: Any, objective: str, share: float | None) -> Any:
+    """Return the masked-LM head module that hfllm's sparse head feeds `share` of the rows, or None when
+    the head stays dense (not masked-LM pretraining, no share, or a model type without a sparse head)."""
+    from hfllm.tasks.sparse_mlm import HEAD_INPUT, unsupported_reason
+
+    if objective != MASKED_LM or share is None or unsupported_reason(model) is not None:
+        return None
+    return getattr(model, HEAD_INPUT[model.config.model_type])
+
+
 @contextlib.contextmanager
 def _sparse_head(model: Any, objective: str, share: float | None) -> Iterator[None]:
     """Within the block, the masked-LM head gets `share` of the encoder's rows (gathered, as the real
     sparse head's boolean index does; meta tensors cannot be indexed by a mask) and returns 2-D logits;
     the head stays dense when `share` is None or the model type has no sparse head."""
-    from hfllm.tasks.sparse_mlm import HEAD_INPUT, unsupported_reason
-
-    if objective != MASKED_LM or share is None or unsupported_reason(model) is not None:
+    head = sparse_head_module(model, objective, share)
+    if head is None:
         yield
         return
     import torch
@@ -196,7 +205,7 @@ def _sparse_head(model: Any, objective: str, share: float | None) -> Iterator[No
         index = torch.arange(rows, device=hidden.device)
         return (hidden.reshape(-1, hidden.shape[-1]).index_select(0, index), *args[1:])
 
-    handle = getattr(model, HEAD_INPUT[model.config.model_type]).register_forward_pre_hook(gather)
+    handle = head.register_forward_pre_hook(gather)
     try:
         yield
     finally:

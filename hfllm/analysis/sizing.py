@@ -13,7 +13,7 @@ from typing import Any
 
 from hfllm.analysis.devices import Device
 from hfllm.analysis.plan import STRATEGIES, Plan, count_evaluations
-from hfllm.analysis.simulate import RunMemory, build_meta_model, simulate_run
+from hfllm.analysis.simulate import RunMemory, build_meta_model, simulate_run, sparse_head_module
 
 # Bytes of optimizer state per parameter, by `training.optim` prefix (first match wins).
 OPTIMIZER_STATE_BYTES = (("adafactor", 0), ("sgd", 0), ("lion_8bit", 1), ("lion", 4), ("8bit", 2), ("", 8))
@@ -55,10 +55,16 @@ class Sizer:
 
     @cached_property
     def flops_per_token(self) -> dict[str, float]:
-        """Return forward and training FLOPs per token: 2 x matmul weights + attention's 4 x layers x seq x width."""
-        forward = (
-            2.0 * matmul_parameters(self.model) + 4.0 * self._layers * self.plan.seq_len * self._attn_width
-        )
+        """Return forward and training FLOPs per token: 2 x matmul weights + attention's 4 x layers x seq x width.
+
+        A masked-LM run's sparse head (hfllm.tasks.sparse_mlm) multiplies only the masked share of the
+        tokens by the head's weights (the vocabulary-wide decoder among them), so those count at that share.
+        """
+        matmuls = float(matmul_parameters(self.model))
+        head = sparse_head_module(self.model, self.plan.objective, self.plan.masked_share)
+        if head is not None:
+            matmuls -= (1.0 - self.plan.masked_share) * matmul_parameters(head)
+        forward = 2.0 * matmuls + 4.0 * self._layers * self.plan.seq_len * self._attn_width
         return {"forward": forward, "training": forward * (4 if self.plan.checkpointing else 3)}
 
     @property
@@ -192,7 +198,9 @@ class Sizer:
         plan = self.plan
         peak, kind = device_peak(device, plan.precision, plan.tf32)
         times = self.step_seconds(device, efficiency)
-        step_s = plan.accumulation * times["train_batch"] + times["optimizer_step"]
+        collate = plan.collate_seconds if plan.dataloader_workers == 0 else 0.0
+        step_s = plan.accumulation * (times["train_batch"] + plan.train_batch * collate)
+        step_s += times["optimizer_step"]
         tokens_per_step = plan.global_batch * plan.seq_len
         rate = tokens_per_step / step_s
         steps = plan.steps
@@ -212,7 +220,7 @@ class Sizer:
         eval_s = None
         if plan.eval_examples is not None and plan.eval_batch:
             batches = math.ceil(plan.eval_examples / (plan.eval_batch * plan.num_processes))
-            eval_s = evaluations * batches * times["eval_batch"]
+            eval_s = evaluations * batches * (times["eval_batch"] + plan.eval_batch * collate)
         total = steps * step_s + (eval_s or 0.0)
         out.update(
             evaluations=evaluations,
