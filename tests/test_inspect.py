@@ -96,6 +96,28 @@ def test_masking_time_is_measured_and_added_to_each_step_and_evaluation_batch(da
     assert sizer.throughput(gpu, 0.5)["seconds_per_step"] == without["seconds_per_step"]
 
 
+def test_precision_is_the_one_pretrain_picks_when_the_config_sets_none(data_dir, monkeypatch):
+    import hfllm.precision
+    from hfllm.analysis.devices import named_gpu
+    from hfllm.analysis.inspect_report import _precision_for_device
+    from hfllm.analysis.plan import plan_from_target
+
+    def planned(sets: list[str], gpu=None) -> str:
+        plan = plan_from_target(TINY, [f"data_dir={data_dir}", *sets], 1)
+        if plan.precision_by_device:
+            _precision_for_device(plan, gpu)
+        return plan.precision
+
+    wide = ["model.config.hidden_size=256", "model.config.num_attention_heads=4"]
+    monkeypatch.setattr(hfllm.precision, "native_cpu_bf16", lambda: "amx_bf16")
+    assert planned(wide) == "bf16"  # as the masked-LM recipe's apply_precision decides
+    assert planned([]) == "fp32"  # 32 wide: bf16's casts would cost what it saves
+    assert planned([*wide, "training.bf16=false"]) == "fp32"
+    assert planned([], named_gpu("h100")) == "bf16"
+    monkeypatch.setattr(hfllm.precision, "native_cpu_bf16", lambda: None)
+    assert planned(wide) == "fp32"  # emulated bf16 would be slower
+
+
 def test_meta_simulation_equals_the_same_step_on_real_tensors():
     """The meta-device step allocates exactly what the real CPU step allocates (same dispatch, same sizes)."""
     import torch

@@ -35,11 +35,10 @@ def run_inspect(
     kind = "cpu" if device.lower() == "cpu" else "gpu"
     if kind == "cpu" and plan.precision == "fp16":
         raise ConfigError("training.fp16 runs on GPUs only; inspect it with --device NAME or use bf16")
-    hardware = (
-        cpu_device("bfloat16" if plan.precision == "bf16" else "float32")
-        if kind == "cpu"
-        else named_gpu(device)
-    )
+    gpu = named_gpu(device) if kind == "gpu" else None
+    if plan.precision_by_device:
+        _precision_for_device(plan, gpu)
+    hardware = gpu or cpu_device("bfloat16" if plan.precision == "bf16" else "float32")
     efficiency = efficiency if efficiency is not None else DEFAULT_EFFICIENCY[kind]
     sizer = Sizer(plan, kind)
     capacity = _capacity(hardware, kind, plan, memory_gib)
@@ -107,6 +106,21 @@ def _capacity(hardware: Device, kind: str, plan: Plan, memory_gib: float | None)
         return Capacity(available, process_rss(), plan.num_processes, where)
     where = f"{memory_gib:g} GiB (--memory-gib)" if memory_gib is not None else f"one {hardware.description}"
     return Capacity(available, GPU_OVERHEAD, 1, where)
+
+
+def _precision_for_device(plan: Plan, gpu: Device | None) -> None:
+    """Plan the precision `hfllm pretrain` picks for a masked LM whose config sets none (hfllm.precision):
+    bf16 on a GPU that has it; on a CPU, bf16 where it is native and the model wide enough."""
+    from hfllm.precision import choose_precision
+
+    if gpu is not None:
+        bf16 = gpu.bf16_flops is not None
+        path = "bf16 autocast (gpu)" if bf16 else "fp32 (gpu without bf16)"
+    else:
+        choice = choose_precision({}, getattr(plan.model_config, "hidden_size", None), cuda=False)
+        bf16, path = choice.bf16, choice.path
+    plan.precision = "bf16" if bf16 else "fp32"
+    plan.assumptions.append(f"precision: {path}, as `hfllm pretrain` picks it when the config sets none")
 
 
 def _assumptions(plan: Plan, hardware: Device, kind: str, efficiency: float, capacity: Capacity) -> list[str]:

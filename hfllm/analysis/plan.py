@@ -33,6 +33,7 @@ class Plan:
     accumulation: int = 1
     num_processes: int = 1
     precision: str = "fp32"
+    precision_by_device: bool = False  # the recipe picks bf16 where the device runs it natively and it pays
     tf32: bool = False
     checkpointing: bool = False
     optimizer: str = "adamw_torch_fused"
@@ -112,6 +113,7 @@ def _plan_pretrain(config: Any, source: str, num_processes: int) -> Plan:
     )
     if objective == MASKED_LM:
         plan.masked_share = config.masking.mlm_probability
+        plan.precision_by_device = "bf16" not in config.training and not config.training.get("fp16")
         if data is not None:
             _measure_masking(plan, config)
     _data_counts(plan, data, config.data_dir)
