@@ -127,6 +127,35 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ft_tiny):
         assert (out / name).is_file(), name
 
 
+def test_num_processes_reaches_every_trials_training_command(tmp_path, monkeypatch):
+    """`hfllm sweep --num-processes 2` trains each trial with `--num-processes 2` (the trial here fails fast:
+    its model dir does not exist, so the real launch runs it single-process)."""
+    from typer.testing import CliRunner
+
+    import hfllm.analysis.sweep
+    from hfllm.analysis import sweep_trial
+    from hfllm.cli import app
+
+    launched = []
+
+    def launch(kind, run_dir, options=None):
+        launched.append(options)
+        return sweep_trial.launch(kind, run_dir)
+
+    monkeypatch.setattr(hfllm.analysis.sweep, "launch", launch)
+    space = tmp_path / "space.yaml"
+    space.write_text("parameters:\n  training.seed: {type: categorical, choices: [1]}\n")
+    args = sweep_args(tmp_path / "absent", space, tmp_path / "sweep", 1, "--num-processes", "2")
+    result = CliRunner().invoke(app, args)
+    assert launched == [["--num-processes", "2"]], (result.output, result.exception)
+    assert read_trials(tmp_path / "sweep")[0]["state"] == "failed"
+
+    recorded = []
+    monkeypatch.setattr(sweep_trial.subprocess, "Popen", lambda argv, **kwargs: recorded.append(argv))
+    sweep_trial.launch("finetune", tmp_path / "run", ["--num-processes", "2"])
+    assert recorded[0][-4:] == ["--config", str(tmp_path / "run" / "config.yaml"), "--num-processes", "2"]
+
+
 @pytest.mark.slow
 def test_four_trials_give_a_best_config_that_reruns_to_the_same_metric(tmp_path, ft_tiny):
     model_dir, _ = ft_tiny

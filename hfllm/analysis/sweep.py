@@ -37,9 +37,12 @@ def run_sweep(
     direction: str | None = None,
     storage: str | None = None,
     study_name: str | None = None,
+    num_processes: int | None = None,
     poll_s: float = 2.0,
 ) -> dict[str, Any]:
-    """Run (or continue) a sweep until the study holds `trials` trials; return its summary."""
+    """Run (or continue) a sweep until the study holds `trials` trials; return its summary.
+
+    `num_processes`: each trial trains on that many data-parallel processes (`--num-processes`)."""
     import warnings
 
     with warnings.catch_warnings():
@@ -48,12 +51,32 @@ def run_sweep(
         warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
         warnings.filterwarnings("ignore", message=".*fail_stale_trials.*")
         return _run_sweep(
-            config_path, space_path, trials, sets, output_dir, metric, direction, storage, study_name, poll_s
+            config_path,
+            space_path,
+            trials,
+            sets,
+            output_dir,
+            metric,
+            direction,
+            storage,
+            study_name,
+            num_processes,
+            poll_s,
         )
 
 
 def _run_sweep(
-    config_path, space_path, trials, sets, output_dir, metric, direction, storage, study_name, poll_s
+    config_path,
+    space_path,
+    trials,
+    sets,
+    output_dir,
+    metric,
+    direction,
+    storage,
+    study_name,
+    num_processes,
+    poll_s,
 ):
     from hfllm.config import load_any
 
@@ -74,7 +97,8 @@ def _run_sweep(
     name = study_name or sweep_dir.resolve().name
     study, rdb = open_study(url, name, sampler, pruner, direction)
     check_same_sweep(study, base.kind, mapping, space, metric)
-    runner = TrialRunner(study, rdb, base.kind, mapping, space, origins, metric, sweep_dir, poll_s)
+    options = ["--num-processes", str(num_processes)] if num_processes and num_processes > 1 else []
+    runner = TrialRunner(study, rdb, base.kind, mapping, space, origins, metric, sweep_dir, poll_s, options)
     for frozen in runner.orphans():
         runner.resume(frozen)
     _fail_stale(study)
@@ -207,13 +231,16 @@ def _fail_stale(study: Any) -> None:
 class TrialRunner:
     """Runs the trials of one sweep process: new ones, and ones a dead sweep on this machine left running."""
 
-    def __init__(self, study, rdb, kind, mapping, space, origins, metric, sweep_dir, poll_s) -> None:
+    def __init__(
+        self, study, rdb, kind, mapping, space, origins, metric, sweep_dir, poll_s, options=()
+    ) -> None:
         self.study, self.rdb, self.kind, self.mapping = study, rdb, kind, mapping
         self.space, self.metric, self.sweep_dir, self.poll_s = space, metric, sweep_dir, poll_s
         self.where = _param_origins(space, origins)
         self.distributions = sweep_space.distributions(space)
         self.host = socket.gethostname()
         self.resumed: list[int] = []
+        self.options = list(options)  # added to each trial's training command (--num-processes N)
 
     def claimed(self) -> list[Any]:
         """Return the trials that count towards --trials: finished, failed, pruned or running."""
@@ -278,7 +305,7 @@ class TrialRunner:
         trial.set_user_attr("sweep_pid", os.getpid())
 
     def _run(self, trial: Any, run_dir: Path) -> None:
-        process = launch(self.kind, run_dir)
+        process = launch(self.kind, run_dir, self.options)
         trial.set_user_attr("trial_pid", process.pid)
         last = [0.0]
 

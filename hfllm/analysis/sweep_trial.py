@@ -41,13 +41,14 @@ class Outcome:
     intermediate: dict[int, float] = field(default_factory=dict)
 
 
-def launch(kind: str, run_dir: Path) -> subprocess.Popen:
-    """Start the trial's training command; it dies with the sweep (Linux), so no orphan keeps training."""
+def launch(kind: str, run_dir: Path, options: list[str] | None = None) -> subprocess.Popen:
+    """Start the trial's training command (with `options`, e.g. --num-processes N); it dies with the sweep
+    (Linux), so no orphan keeps training."""
     run_dir.mkdir(parents=True, exist_ok=True)
     # The child gets its own copies of these descriptors; the sweep's close when the block ends.
     with open(run_dir / LOG_FILE, "ab") as stderr, open(run_dir / RESULT_FILE, "wb") as stdout:
         return subprocess.Popen(
-            [sys.executable, "-m", "hfllm", kind, "--config", str(run_dir / "config.yaml")],
+            [sys.executable, "-m", "hfllm", kind, "--config", str(run_dir / "config.yaml"), *(options or [])],
             stdout=stdout,
             stderr=stderr,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

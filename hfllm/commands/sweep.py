@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hfllm.commands.options import ConfigOpt, SetOpt
+from hfllm.commands.options import ConfigOpt, NumProcessesOpt, SetOpt
 
 SpaceOpt = Annotated[
     Path,
@@ -69,11 +69,13 @@ def sweep(
     direction: DirectionOpt = None,
     storage: StorageOpt = None,
     study_name: StudyOpt = None,
+    num_processes: NumProcessesOpt = None,
 ) -> None:
     """Tune a pretrain or finetune config with Optuna: each trial is an ordinary run dir under the sweep dir.
 
     The sweep dir (default: the config's output_dir + "-sweep") holds study.db, trials/trial-NNNN/,
     trials.jsonl, plots and best.yaml. Rerunning the same command continues the study.
+    --num-processes N trains each trial on N data-parallel processes (e.g. the GPUs of this machine).
     """
     from hfllm.analysis.sweep import run_sweep
     from hfllm.errors import ConfigError
@@ -81,4 +83,8 @@ def sweep(
 
     if direction is not None and direction not in ("min", "max", "minimize", "maximize"):
         raise ConfigError(f"--direction {direction}: use min or max")
-    emit(run_sweep(config, space, trials, set_, output_dir, metric, direction, storage, study_name))
+    emit(
+        run_sweep(
+            config, space, trials, set_, output_dir, metric, direction, storage, study_name, num_processes
+        )
+    )
