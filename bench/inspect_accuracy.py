@@ -12,7 +12,8 @@ What is compared:
 - speed: the predicted training tokens per second overall (evaluations included) against the run's
   `tokens_per_second` (tokens seen / train_runtime, whose clock includes the evaluations).
 
-    python bench/inspect_accuracy.py [--data-dir runs/demo/data] [--max-steps N]
+    python bench/inspect_accuracy.py [--data-dir runs/demo/data] [--max-steps N] [--only tiny|demo]
+                                     [--set KEY=VALUE]...   # e.g. model.config.hidden_size=256
 
 The data dir is built first when missing (`hfllm preprocess --config configs/demo/preprocess.yaml`).
 Timings depend on the machine and on what else runs on it: both predictions are printed.
@@ -107,12 +108,17 @@ def main() -> None:
     parser.add_argument("--data-dir", default="runs/demo/data")
     parser.add_argument("--max-steps", type=int, default=None, help="shorten the runs (both configs)")
     parser.add_argument("--only", choices=sorted(CONFIGS), default=None)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override (both configs)"
+    )
     args = parser.parse_args()
     if not (REPO / args.data_dir / "manifest.json").is_file():
         hfllm("preprocess", "--config", "configs/demo/preprocess.yaml", "--output-dir", args.data_dir)
     sets = ["--set", f"data_dir={args.data_dir}"]
     if args.max_steps:
         sets += ["--set", f"training.max_steps={args.max_steps}"]
+    for override in args.set:
+        sets += ["--set", override]
     names = [args.only] if args.only else list(CONFIGS)
     out = {name: compare(name, CONFIGS[name], sets) for name in names}
     print(json.dumps(out, indent=2))
