@@ -27,6 +27,24 @@ HEARTBEAT_S = 30
 LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "rmse", "error")
 
 
+def _without_heartbeat_warnings(function):
+    """Run `function` with Optuna's heartbeat warnings off: it flags its heartbeat API as experimental and
+    expects heartbeats from Study.optimize only; the ask-and-tell loop here records them itself."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
+            warnings.filterwarnings("ignore", message=".*fail_stale_trials.*")
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+@_without_heartbeat_warnings
 def run_sweep(
     config_path: Path,
     space_path: Path,
@@ -43,41 +61,6 @@ def run_sweep(
     """Run (or continue) a sweep until the study holds `trials` trials; return its summary.
 
     `num_processes`: each trial trains on that many data-parallel processes (`--num-processes`)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        # Optuna flags its heartbeat API as experimental and expects heartbeats from Study.optimize only;
-        # the ask-and-tell loop here records them itself.
-        warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
-        warnings.filterwarnings("ignore", message=".*fail_stale_trials.*")
-        return _run_sweep(
-            config_path,
-            space_path,
-            trials,
-            sets,
-            output_dir,
-            metric,
-            direction,
-            storage,
-            study_name,
-            num_processes,
-            poll_s,
-        )
-
-
-def _run_sweep(
-    config_path,
-    space_path,
-    trials,
-    sets,
-    output_dir,
-    metric,
-    direction,
-    storage,
-    study_name,
-    num_processes,
-    poll_s,
-):
     from hfllm.config import load_any
 
     started = time.time()
