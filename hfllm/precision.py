@@ -66,13 +66,18 @@ def _torch_cpu_capability() -> str:
 
 
 def choose_precision(
-    training: dict[str, Any], hidden_size: int | None, cuda: bool | None = None, native: str | None = ""
+    training: dict[str, Any],
+    hidden_size: int | None,
+    cuda: bool | None = None,
+    native: str | None = "",
+    gpu_bf16: bool | None = None,
 ) -> Precision:
     """Return the precision for a run with these `training:` settings.
 
     The config's own `bf16` / `fp16` win. Otherwise: bf16 on a GPU that supports it; on a CPU, bf16
     when it is native and the model is at least CPU_BF16_MIN_HIDDEN wide; fp32 everywhere else.
-    `cuda` and `native` are for tests (None / "" = detect).
+    `cuda` and `native` are for tests (None / "" = detect); `gpu_bf16` says whether the GPU has bf16
+    (`hfllm inspect` sizing a named GPU; None = ask this machine's GPU).
     """
     if training.get("bf16") or training.get("fp16"):
         which = "bf16" if training.get("bf16") else "fp16"
@@ -82,9 +87,11 @@ def choose_precision(
     if cuda is None:
         cuda = _on_cuda(training)
     if cuda:
-        import torch
+        if gpu_bf16 is None:
+            import torch
 
-        if torch.cuda.is_bf16_supported():
+            gpu_bf16 = torch.cuda.is_bf16_supported()
+        if gpu_bf16:
             return Precision(True, "bf16 autocast (gpu)", "the GPU supports bf16")
         return Precision(False, "fp32 (gpu without bf16)", "this GPU has no bf16")
     native = native_cpu_bf16() if native == "" else native

@@ -113,14 +113,13 @@ def _precision_for_device(plan: Plan, gpu: Device | None) -> None:
     bf16 on a GPU that has it; on a CPU, bf16 where it is native and the model wide enough."""
     from hfllm.precision import choose_precision
 
-    if gpu is not None:
-        bf16 = gpu.bf16_flops is not None
-        path = "bf16 autocast (gpu)" if bf16 else "fp32 (gpu without bf16)"
-    else:
-        choice = choose_precision({}, getattr(plan.model_config, "hidden_size", None), cuda=False)
-        bf16, path = choice.bf16, choice.path
-    plan.precision = "bf16" if bf16 else "fp32"
-    plan.assumptions.append(f"precision: {path}, as `hfllm pretrain` picks it when the config sets none")
+    width = getattr(plan.model_config, "hidden_size", None)
+    gpu_bf16 = gpu.bf16_flops is not None if gpu is not None else None
+    choice = choose_precision({}, width, cuda=gpu is not None, gpu_bf16=gpu_bf16)
+    plan.precision = "bf16" if choice.bf16 else "fp32"
+    plan.assumptions.append(
+        f"precision: {choice.path}, as `hfllm pretrain` picks it when the config sets none"
+    )
 
 
 def _assumptions(plan: Plan, hardware: Device, kind: str, efficiency: float, capacity: Capacity) -> list[str]:

@@ -88,6 +88,7 @@ def _plan_pretrain(config: Any, source: str, num_processes: int) -> Plan:
 
     notes: list[str] = []
     data = _manifest(Path(config.data_dir))
+    tokenizer = None
     if config.model.name_or_path:
         model_config = _saved_config(config.model.name_or_path)
         seq_len = int(data["max_length"]) if data else _default_length(model_config, notes)
@@ -115,7 +116,7 @@ def _plan_pretrain(config: Any, source: str, num_processes: int) -> Plan:
         plan.masked_share = config.masking.mlm_probability
         plan.precision_by_device = "bf16" not in config.training and not config.training.get("fp16")
         if data is not None:
-            _measure_masking(plan, config)
+            _measure_masking(plan, config, tokenizer)
     _data_counts(plan, data, config.data_dir)
     plan.assumptions[:0] = notes
     return plan
@@ -193,9 +194,10 @@ def _plan_training(source, kind, objective, model_config, seq_len, training, num
     return plan
 
 
-def _measure_masking(plan: Plan, config: Any, examples: int = 64) -> None:
+def _measure_masking(plan: Plan, config: Any, tokenizer: Any = None, examples: int = 64) -> None:
     """Time the masked-LM collator on the first train examples: it hashes and masks each one in the
-    training process (no dataloader workers), which is a visible share of a small model's step on a CPU."""
+    training process (no dataloader workers), which is a visible share of a small model's step on a CPU.
+    `tokenizer`: the data dir's, when the caller has loaded it already."""
     import time
 
     from hfllm.data.datadir import open_data_dir
@@ -206,7 +208,7 @@ def _measure_masking(plan: Plan, config: Any, examples: int = 64) -> None:
     rows = [train[i] for i in range(min(examples, len(train)))]
     if not rows:
         return
-    collator = make_mlm_collator(data_dir.load_tokenizer(), config.masking, 0)
+    collator = make_mlm_collator(tokenizer or data_dir.load_tokenizer(), config.masking, 0)
     collator(rows[:4])  # first call: imports and caches
     start = time.perf_counter()
     collator(rows)
