@@ -141,7 +141,8 @@ def _assumptions(plan: Plan, hardware: Device, kind: str, efficiency: float, cap
         notes.append(
             "CPU peak = resident set: glibc keeps freed blocks under 32 MiB mapped, so the evaluation's large "
             "buffers come on top of the training step's heap high-water mark; how the heap fragments is not "
-            "modelled: real runs of BERTs 32 to 512 wide grew 1.4x to 4.3x this (bench/inspect_accuracy.py)"
+            "modelled (it grows at each evaluation): real runs of BERTs 32 to 512 wide grew 1.4x to 4.3x this "
+            "(bench/inspect_accuracy.py)"
         )
         notes.append(
             f"per-process overhead {capacity.overhead / GIB:.2f} GiB = this process's resident set "
