@@ -118,29 +118,46 @@ def test_precision_is_the_one_pretrain_picks_when_the_config_sets_none(data_dir,
     assert planned(wide) == "fp32"  # emulated bf16 would be slower
 
 
-def test_meta_simulation_equals_the_same_step_on_real_tensors():
-    """The meta-device step allocates exactly what the real CPU step allocates (same dispatch, same sizes)."""
+@pytest.mark.parametrize(
+    ("model_type", "share", "precision", "checkpointing"),
+    [
+        ("bert", None, "fp32", False),
+        ("bert", None, "bf16", False),
+        ("bert", 0.15, "bf16", False),  # the sparse masked-LM head
+        ("bert", 0.15, "bf16", True),  # gradient checkpointing recomputes under autocast
+        ("llama", None, "bf16", False),
+        ("gpt2", None, "bf16", False),
+    ],
+)
+def test_meta_simulation_equals_the_same_step_on_real_tensors(model_type, share, precision, checkpointing):
+    """The meta-device step allocates exactly what the real CPU step allocates (same dispatch, same sizes);
+    in bf16, the meta step's emulated autocast casts exactly what torch.autocast casts on the CPU."""
     import torch
-    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers import AutoConfig
 
-    from hfllm.analysis.simulate import MASKED_LM, build_meta_model, simulate_run
+    from hfllm.analysis.simulate import CAUSAL_LM, MASKED_LM, auto_class, build_meta_model, simulate_run
 
-    config = AutoConfig.for_model(
-        "bert",
-        vocab_size=500,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    config.attention_probs_dropout_prob = 0.0  # the flash kernel on both sides
-    meta = simulate_run(build_meta_model(config, MASKED_LM), MASKED_LM, 48, 4, 8, "cpu", False, [])
+    sizes = {"n_embd": 32, "n_layer": 2, "n_head": 2} if model_type == "gpt2" else {
+        "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+    }  # fmt: skip
+    config = AutoConfig.for_model(model_type, vocab_size=500, **sizes)
+    for dropout in ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop"):
+        if hasattr(config, dropout):
+            setattr(config, dropout, 0.0)  # the flash kernel on both sides
+    objective = MASKED_LM if model_type == "bert" else CAUSAL_LM
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    args = (objective, 48, 4, 8, "cpu", checkpointing, [], share, dtype)
+    meta = simulate_run(build_meta_model(config, objective), *args)
     torch.manual_seed(0)
-    real_model = AutoModelForMaskedLM.from_config(config)  # real weights on the CPU: the step runs for real
-    real = simulate_run(real_model, MASKED_LM, 48, 4, 8, "cpu", False, [])
+    real_model = auto_class(objective).from_config(config)  # real weights on the CPU: the step runs for real
+    real = simulate_run(real_model, *args)
     assert meta.train.peak == real.train.peak and meta.train.after_forward == real.train.after_forward
     assert meta.eval.peak == real.eval.peak
     assert sum(meta.train.costs.flops) == sum(real.train.costs.flops) > 0
+    if dtype is not None:  # and mixed precision is neither the fp32 step nor a bf16 model's
+        fp32 = simulate_run(build_meta_model(config, objective), *args[:-1])
+        half = simulate_run(build_meta_model(config, objective).to(dtype), *args[:-1])
+        assert half.train.peak < meta.train.peak < fp32.train.peak
 
 
 def test_memory_variants_checkpointing_bf16_and_sharding():

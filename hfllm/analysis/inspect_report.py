@@ -133,7 +133,8 @@ def _assumptions(plan: Plan, hardware: Device, kind: str, efficiency: float, cap
         "training 3x forward (4x with gradient checkpointing)",
         f"memory: one step simulated on the meta device with the {kind.upper()}'s attention kernel; weights and "
         f"gradients fp32, optimizer state {optimizer_state_bytes(plan.optimizer)} bytes/parameter ({plan.optimizer}); "
-        "bf16 = autocast (fp32 master weights, a bf16 copy, bf16 activations)",
+        "bf16 = torch.autocast's casts replayed on the meta step (fp32 weights and gradients, bf16 copies "
+        "for the matmuls, fp32 where autocast keeps it)",
         "ZeRO/FSDP per rank: weights, gradients and optimizer state sharded as the ZeRO paper counts them, "
         "activations not sharded; FSDP full_shard = ZeRO-3, shard_grad_op = ZeRO-2",
     ]

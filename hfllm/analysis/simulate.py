@@ -157,22 +157,26 @@ def simulate_run(
     checkpointing: bool,
     state_sizes: list[int],
     masked_share: float | None = None,
+    autocast_dtype: Any = None,
 ) -> RunMemory:
     """Return the simulated memory of a training step and an evaluation batch (see RunMemory).
 
     `state_sizes`: the optimizer's state tensors (bytes each); they live from the first step on. A model
     from build_meta_model allocates nothing; a model on a real device runs for real (the tests compare).
     `masked_share`: a masked-LM run's mlm_probability: its output layer then sees only that share of the
-    positions, as hfllm's sparse head does where the model type has one (hfllm.tasks.sparse_mlm)."""
+    positions, as hfllm's sparse head does where the model type has one (hfllm.tasks.sparse_mlm).
+    `autocast_dtype` (torch.bfloat16 / float16): mixed precision, the forward passes and losses under
+    torch.autocast as the Trainer runs them (on meta: hfllm.analysis.autocast's emulation of it)."""
     tracker = tracking_mode()
     for size in state_sizes:
         tracker.hold(size)
+    precision = _MixedPrecision(model, target, autocast_dtype)
     with _sparse_head(model, objective, masked_share):
-        train = _train_step(model, objective, train_batch, seq_len, target, checkpointing, tracker)
+        train = _train_step(model, objective, train_batch, seq_len, target, checkpointing, tracker, precision)
         evaluation = None
         if eval_batch:
             tracker.next_phase()
-            evaluation = _eval_step(model, objective, eval_batch, seq_len, target, tracker)
+            evaluation = _eval_step(model, objective, eval_batch, seq_len, target, tracker, precision)
     return RunMemory(state=sum(state_sizes), train=train, eval=evaluation)
 
 
@@ -212,13 +216,49 @@ def _sparse_head(model: Any, objective: str, share: float | None) -> Iterator[No
         handle.remove()
 
 
-def _train_step(model, objective, batch, seq_len, target, checkpointing, tracker) -> StepMemory:
-    _set_checkpointing(model, checkpointing)
+@dataclass
+class _MixedPrecision:
+    """Where a step's forward pass and loss run: plain, under torch.autocast (a model on a real device), or
+    under its emulation (a meta model)."""
+
+    model: Any
+    target: str
+    dtype: Any
+
+    def region(self) -> Any:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        import torch
+
+        device = self.model.device.type
+        if device != "meta":
+            return torch.autocast(device, dtype=self.dtype)
+        from hfllm.analysis.autocast import autocast_emulation
+
+        return autocast_emulation(self.target, self.dtype)
+
+    def checkpointing_kwargs(self) -> dict[str, Any] | None:
+        """Gradient checkpointing's settings: Transformers' default, and on a meta model under emulated
+        autocast a recomputation that runs under the emulation too (torch.utils.checkpoint restores real
+        autocast by itself, and recomputes in the autograd engine's thread, where the mode is not active)."""
+        if self.dtype is None or self.model.device.type != "meta":
+            return None
+        from hfllm.analysis.autocast import autocast_emulation
+
+        def contexts() -> tuple[Any, Any]:
+            return contextlib.nullcontext(), autocast_emulation(self.target, self.dtype)
+
+        return {"use_reentrant": False, "context_fn": contexts}
+
+
+def _train_step(model, objective, batch, seq_len, target, checkpointing, tracker, precision) -> StepMemory:
+    _set_checkpointing(model, checkpointing, precision.checkpointing_kwargs())
     model.train()
     try:
         with device_attention(target), tracker:
             inputs, labels = _inputs(objective, batch, seq_len, model.device.type)
-            loss = _loss(objective, model(**inputs), labels)
+            with precision.region():  # the Trainer's autocast covers the forward pass and the loss
+                loss = _loss(objective, model(**inputs), labels)
             after_forward = tracker.current
             loss.backward()
             del loss, inputs, labels
@@ -227,7 +267,7 @@ def _train_step(model, objective, batch, seq_len, target, checkpointing, tracker
     return StepMemory(tracker.peak, tracker.rss_peak, after_forward, tracker.costs)
 
 
-def _set_checkpointing(model: Any, on: bool) -> None:
+def _set_checkpointing(model: Any, on: bool, kwargs: dict[str, Any] | None = None) -> None:
     # Transformers 5.2x renamed gradient_checkpointing_* to activation_checkpointing_* (the old names warn).
     name = (
         "activation_checkpointing"
@@ -236,14 +276,17 @@ def _set_checkpointing(model: Any, on: bool) -> None:
     )
     if getattr(model.config, "use_cache", None):
         model.config.use_cache = False  # training does not cache keys/values (and checkpointing refuses to)
-    getattr(model, f"{name}_enable" if on else f"{name}_disable")()
+    if on:
+        getattr(model, f"{name}_enable")(kwargs)
+    else:
+        getattr(model, f"{name}_disable")()
 
 
-def _eval_step(model, objective, batch, seq_len, target, tracker) -> StepMemory:
+def _eval_step(model, objective, batch, seq_len, target, tracker, precision) -> StepMemory:
     import torch
 
     model.eval()
-    with torch.no_grad(), device_attention(target), tracker:
+    with torch.no_grad(), device_attention(target), tracker, precision.region():
         inputs, labels = _inputs(objective, batch, seq_len, model.device.type)
         outputs = model(**inputs)
         _loss(objective, outputs, labels)

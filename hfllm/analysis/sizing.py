@@ -83,30 +83,25 @@ class Sizer:
         return Variant(p.precision, p.checkpointing, p.train_batch, p.eval_batch)
 
     def simulate(self, variant: Variant) -> RunMemory:
-        """Return the simulated memory of `variant` (bf16/fp16: a half-precision copy of the model)."""
+        """Return the simulated memory of `variant` (bf16/fp16: fp32 weights, steps under autocast)."""
         import torch
 
         key = (variant.precision, variant.checkpointing, variant.train_batch, variant.eval_batch)
         if key not in self._cache:
-            half = variant.precision != "fp32"
-            dtype = torch.bfloat16 if variant.precision == "bf16" else torch.float16
-            model = self.model.to(dtype) if half else self.model
+            autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(variant.precision)
             states = [p.numel() * self.state_bytes // 2 for p in self.model.parameters() for _ in range(2)]
-            try:
-                self._cache[key] = simulate_run(
-                    model,
-                    self.plan.objective,
-                    self.plan.seq_len,
-                    variant.train_batch,
-                    variant.eval_batch,
-                    self.target,
-                    variant.checkpointing,
-                    states,
-                    self.plan.masked_share,
-                )
-            finally:
-                if half:
-                    self.model.to(torch.float32)
+            self._cache[key] = simulate_run(
+                self.model,
+                self.plan.objective,
+                self.plan.seq_len,
+                variant.train_batch,
+                variant.eval_batch,
+                self.target,
+                variant.checkpointing,
+                states,
+                self.plan.masked_share,
+                autocast,
+            )
         return self._cache[key]
 
     @property
@@ -117,12 +112,11 @@ class Sizer:
         """Return the memory of one rank without sharding: weights, gradients, optimizer, activations, peaks."""
         total = self.parameters["parameters"]
         sim = self.simulate(variant)
-        # Mixed precision keeps fp32 weights and gradients; the simulation ran a half-precision model, so add
-        # the other half of each gradient and autocast's half-precision copy of the weights.
-        half_extra = 4 * total if variant.precision != "fp32" else 0
+        # Mixed precision keeps fp32 weights and gradients; autocast's half-precision copies of the weights
+        # are in the simulated steps.
         weights, grads, optimizer = 4 * total, 4 * total, sim.state
-        train_peak = self._peak(sim.train) + half_extra
-        eval_peak = self._peak(sim.eval) + half_extra // 2 if sim.eval else 0
+        train_peak = self._peak(sim.train)
+        eval_peak = self._peak(sim.eval) if sim.eval else 0
         return {
             "precision": variant.precision,
             "gradient_checkpointing": variant.checkpointing,
