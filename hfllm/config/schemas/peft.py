@@ -17,7 +17,14 @@ class PeftSection(Section):
     method: Literal["lora"] = Field("lora", description="The adapter method: lora.")
     r: int = Field(8, gt=0, le=4096, description="LoRA rank: the inner size of each low-rank update.")
     alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator: the update is scaled by alpha / r.")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the adapter's input.")
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Dropout on the adapter's input: a new copy of each adapted layer's input, drawn and kept "
+        "for the backward pass, at every step (0: none, PEFT's default; at 0.1 a CPU step of MiniLM with LoRA was "
+        "19 % slower than a full fine-tune's, at 0 3-13 % faster).",
+    )
     target_modules: Literal["auto", "all-linear"] | list[str] = Field(
         "auto",
         description="Layers that get an adapter: `auto` (the attention and MLP projections of the model "
