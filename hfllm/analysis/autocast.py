@@ -47,11 +47,19 @@ CUDA_FP32 = {
     "dist", "pdist", "cdist", "renorm", "logsumexp",
 }  # fmt: skip
 CUDA_FP32_SET_OPT_DTYPE = {"prod", "softmax", "log_softmax", "cumprod", "cumsum", "sum"}
+# Per target: (to the half dtype, to float32, reductions computed in float32 from a half input).
+POLICIES = {
+    "cpu": (CPU_LOWER, CPU_FP32, set()),
+    "gpu": (CUDA_LOWER, CUDA_FP32, CUDA_FP32_SET_OPT_DTYPE),
+}
 
 
 def autocast_emulation(target: str, dtype: Any) -> Any:
     """Return a mode that, inside `with`, casts as torch.autocast(`target` "cpu" or "gpu", dtype) would."""
+    import torch
     from torch.overrides import TorchFunctionMode
+
+    lower, fp32, fp32_set_opt_dtype = POLICIES[target]
 
     class AutocastEmulation(TorchFunctionMode):
         def __init__(self) -> None:
@@ -65,22 +73,18 @@ def autocast_emulation(target: str, dtype: Any) -> Any:
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             name = getattr(func, "__name__", "")
-            if name in (CPU_LOWER if target == "cpu" else CUDA_LOWER):
+            if name in lower:
                 return func(*self._cast(args, dtype), **self._cast(kwargs, dtype))
-            if target == "cpu" and name in CPU_FP32:
-                return func(*self._cast(args, _float32()), **self._cast(kwargs, _float32()))
-            if target != "cpu" and name == "cross_entropy":
+            if name == "cross_entropy" and target == "gpu":
                 return _cross_entropy_in_fp32(*args, **kwargs)  # CUDA: log_softmax in fp32, then nll_loss
-            if target != "cpu" and name in CUDA_FP32:
-                return func(*self._cast(args, _float32()), **self._cast(kwargs, _float32()))
-            if target != "cpu" and name in CUDA_FP32_SET_OPT_DTYPE and kwargs.get("dtype") is None:
-                if _is_half(args[0] if args else kwargs.get("input")):
-                    return func(*args, **{**kwargs, "dtype": _float32()})
+            if name in fp32:
+                return func(*self._cast(args, torch.float32), **self._cast(kwargs, torch.float32))
+            first = args[0] if args else kwargs.get("input")
+            if name in fp32_set_opt_dtype and kwargs.get("dtype") is None and _is_half(first):
+                return func(*args, **{**kwargs, "dtype": torch.float32})
             return func(*args, **kwargs)
 
         def _cast(self, value: Any, to: Any) -> Any:
-            import torch
-
             if isinstance(value, torch.Tensor):
                 if not value.is_floating_point() or value.dtype in (to, torch.float64):
                     return value
@@ -99,12 +103,6 @@ def autocast_emulation(target: str, dtype: Any) -> Any:
     return AutocastEmulation()
 
 
-def _float32() -> Any:
-    import torch
-
-    return torch.float32
-
-
 def _is_half(value: Any) -> bool:
     import torch
 
@@ -114,6 +112,7 @@ def _is_half(value: Any) -> bool:
 def _cross_entropy_in_fp32(input: Any, target: Any, weight: Any = None, *args: Any, **kwargs: Any) -> Any:
     """F.cross_entropy as CUDA autocast runs it: the log-softmax computed into fp32 (no fp32 copy of the
     input), then nll_loss; label smoothing falls back to the fp32 input."""
+    import torch
     import torch.nn.functional as F
 
     if kwargs.get("label_smoothing") or args[4:]:
@@ -121,5 +120,5 @@ def _cross_entropy_in_fp32(input: Any, target: Any, weight: Any = None, *args: A
     ignore_index = kwargs.get("ignore_index", args[1] if len(args) > 1 else -100)
     reduction = kwargs.get("reduction", args[3] if len(args) > 3 else "mean")
     dim = 1 if input.dim() > 1 else 0
-    log_probs = F.log_softmax(input, dim=dim, dtype=_float32())
+    log_probs = F.log_softmax(input, dim=dim, dtype=torch.float32)
     return F.nll_loss(log_probs, target, weight, ignore_index=ignore_index, reduction=reduction)
