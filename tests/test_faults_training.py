@@ -1,5 +1,5 @@
 """Fast fault tests of training (issue 8), in-process on a tiny BERT: NaN loss, disk full, out of memory,
-exact resume, checkpoint rotation and a batch with nothing masked."""
+exact resume and checkpoint rotation (a sequence's masks: test_mlm_collator.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from test_pretrain import corpus_lines, group_texts, train_wordpiece
 
 from hfllm.errors import HfllmError
-from hfllm.train.checkpoints import TMP_PREFIX, complete_checkpoints, rotate_checkpoints
+from hfllm.train.checkpoints import TMP_PREFIX, complete_checkpoints
 
 MASKING = SimpleNamespace(
     mlm_probability=0.15, whole_word_mask=False, mask_replace_prob=0.8, random_replace_prob=0.1
@@ -219,52 +219,6 @@ def crash_and_resume(make, train, tmp_path: Path):
     b = load_file(str(tmp_path / "crashed" / "checkpoints" / "checkpoint-6" / "model.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
     return straight, resumed
-
-
-def test_a_batch_with_nothing_masked_gets_one_mask_and_a_finite_loss(tiny):
-    import torch
-    from transformers import BertConfig, BertForMaskedLM
-
-    from hfllm.tasks.mlm_collator import make_mlm_collator
-
-    tokenizer, data = tiny
-    masking = SimpleNamespace(**{**vars(MASKING), "mlm_probability": 1e-9})
-    collator = make_mlm_collator(tokenizer, masking, seed=0)
-    examples = [{k: data[0][k][:6] for k in ("input_ids", "attention_mask", "special_tokens_mask")}]
-    batch = collator(examples)
-    masked = batch["labels"] != -100
-    assert masked.sum() == 1
-    assert batch["input_ids"][masked].item() == tokenizer.mask_token_id
-    assert torch.equal(collator(examples)["labels"], batch["labels"])  # the same token every time
-    model = BertForMaskedLM(
-        BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
-    )
-    loss = model(**batch, num_items_in_batch=masked.sum()).loss
-    assert torch.isfinite(loss)
-
-
-def test_rotation_never_deletes_the_best_nor_the_newest(tmp_path):
-    for step in (10, 20, 30, 40):
-        path = tmp_path / f"checkpoint-{step}"
-        path.mkdir()
-        (path / "trainer_state.json").write_text("{}")
-    (tmp_path / f"{TMP_PREFIX}50").mkdir()  # a save in progress is not the newest checkpoint
-    deleted = rotate_checkpoints(tmp_path, 1, keep=(tmp_path / "checkpoint-20",))
-    assert sorted(p.name for p in deleted) == ["checkpoint-10", "checkpoint-30"]
-    assert names(tmp_path) == [f"{TMP_PREFIX}50", "checkpoint-20", "checkpoint-40"]
-    assert rotate_checkpoints(tmp_path, 1, keep=(tmp_path / "checkpoint-40",)) == [tmp_path / "checkpoint-20"]
-    assert rotate_checkpoints(tmp_path, 1) == [] and rotate_checkpoints(tmp_path, None) == []
-
-
-def test_publishing_a_checkpoint_again_replaces_it_by_renames(tmp_path):
-    from hfllm.train.checkpoints import AtomicCheckpointMixin
-
-    final, staging = tmp_path / "checkpoint-4", tmp_path / f"{TMP_PREFIX}4"
-    for path, text in ((final, "old"), (staging, "new")):
-        path.mkdir()
-        (path / "trainer_state.json").write_text(text)
-    AtomicCheckpointMixin._publish(staging, final)
-    assert names(tmp_path) == ["checkpoint-4"] and (final / "trainer_state.json").read_text() == "new"
 
 
 def test_training_workers_are_not_persistent_when_masks_depend_on_the_epoch(tiny, tmp_path):

@@ -205,7 +205,7 @@ def _sparse_head(model: Any, objective: str, share: float | None) -> Iterator[No
         hidden = args[0]
         if hidden.dim() != 3:
             return None
-        rows = max(1, round(hidden.shape[0] * hidden.shape[1] * share))
+        rows = hidden.shape[0] * max(1, round(hidden.shape[1] * share))  # as hfllm's MLMCollator counts
         index = torch.arange(rows, device=hidden.device)
         return (hidden.reshape(-1, hidden.shape[-1]).index_select(0, index), *args[1:])
 

@@ -1,11 +1,22 @@
-"""The masked-LM collator: DataCollatorForLanguageModeling with masks that depend only on seed, epoch and text.
+"""The masked-LM collator: DataCollatorForLanguageModeling's padding, with masks that depend only on seed,
+epoch and text, and a fixed number of them per sequence.
 
-Why not the stock seeded collator: its generator state is neither saved in checkpoints nor shared
-with dataloader workers, so a resumed run (or one with a different number of workers or processes)
-masks different tokens than an uninterrupted one. Here each example's masks are drawn from a
-generator seeded by hash(seed, epoch, token ids): a resumed run sees exactly the same masks, and the
-masking itself is the library's own `torch_mask_tokens` (80/10/10, whole-word). A batch in which
-nothing was masked gets one [MASK] token, so its loss is never 0/0 (NaN).
+Why not the stock collator's masks:
+- Its generator state is neither saved in checkpoints nor shared with dataloader workers, so a resumed
+  run (or one with a different number of workers or processes) masks different tokens than an
+  uninterrupted one. Here each example's masks are drawn from a generator seeded by
+  hash(seed, epoch, token ids): a resumed run sees exactly the same masks.
+- It chooses each token with probability mlm_probability, so the number of masked tokens changes from
+  batch to batch. hfllm's sparse head (hfllm.tasks.sparse_mlm) computes the vocabulary-wide logits at
+  the masked tokens only, so its largest tensors changed size every step; on a CPU the allocator could
+  not reuse their memory and the resident set crept up over the run (the demo pretraining: 273-420 MiB
+  above its start, against 208-251 MiB with a fixed count; bench/inspect_accuracy.py). Here, as in the
+  original BERT (create_pretraining_data.py), each sequence gets exactly round(mlm_probability x its
+  length) predictions, [CLS] and [SEP] counted in the length as BERT counts them, at least one and at
+  most its non-special tokens: packed blocks then give every batch the same shapes.
+Of the chosen tokens, mask_replace_prob become [MASK], random_replace_prob a random token, the rest stay
+(80/10/10 by default). Whole-word masking chooses whole words until the count is reached, skipping a
+word that would overshoot it (as BERT does).
 """
 
 from __future__ import annotations
@@ -78,43 +89,51 @@ class MLMCollator(DataCollatorForLanguageModeling):
                 ]
             )
         special = special | (batch["attention_mask"] == 0).long() if "attention_mask" in batch else special
-        inputs, labels = [], []
-        for row, row_special, example in zip(batch["input_ids"], special, examples, strict=True):
-            self.generator = torch.Generator().manual_seed(
+        inputs, labels = batch["input_ids"].clone(), torch.full_like(batch["input_ids"], IGNORE_INDEX)
+        for row, example in enumerate(examples):
+            generator = torch.Generator().manual_seed(
                 example_seed(self.seed, self.epoch, example["input_ids"])
             )
-            offsets = self._offsets(row) if self.whole_word_mask else None
-            masked, label = self.torch_mask_tokens(row[None].clone(), row_special[None], offsets)
-            inputs.append(masked)
-            labels.append(label)
-        inputs, labels = torch.cat(inputs), torch.cat(labels)
-        if not (labels != IGNORE_INDEX).any():
-            self._mask_one(batch["input_ids"], inputs, labels, special, examples)
+            maskable = (special[row] == 0).nonzero().flatten()
+            if len(maskable):
+                count = min(len(maskable), max(1, round(self.mlm_probability * len(example["input_ids"]))))
+                self._mask_row(inputs[row], labels[row], maskable, count, generator)
         batch["input_ids"], batch["labels"] = inputs, labels
         return batch
 
-    def _mask_one(self, original: Any, inputs: Any, labels: Any, special: Any, examples: Any) -> None:
-        """Mask one token of a batch in which nothing was masked (its loss would be 0/0 = NaN).
-
-        The token is drawn from the same (seed, epoch, example) hash, so resumed runs agree.
-        """
+    def _mask_row(self, inputs: Any, labels: Any, maskable: Any, count: int, generator: Any) -> None:
+        """Choose `count` of one sequence's tokens to predict (in place): their labels, then [MASK] / random / kept."""
         import torch
 
-        candidates = (special == 0).nonzero()
-        if len(candidates) == 0:
-            return  # only special tokens and padding: nothing can be predicted
-        first = np.concatenate([np.asarray(e["input_ids"]).ravel() for e in examples])
-        generator = torch.Generator().manual_seed(example_seed(self.seed, self.epoch, first))
-        row, col = candidates[torch.randint(len(candidates), (1,), generator=generator).item()].tolist()
-        labels[row, col] = original[row, col]
-        inputs[row, col] = self.tokenizer.mask_token_id
+        chosen = self._choose(inputs, maskable, count, generator)
+        labels[chosen] = inputs[chosen]
+        draw = torch.rand(len(chosen), generator=generator)
+        masked = chosen[draw < self.mask_replace_prob]
+        random_share = self.mask_replace_prob + self.random_replace_prob
+        replaced = chosen[(draw >= self.mask_replace_prob) & (draw < random_share)]
+        inputs[replaced] = torch.randint(len(self.tokenizer), (len(replaced),), generator=generator)
+        inputs[masked] = self.tokenizer.mask_token_id
 
-    def _offsets(self, row: Any) -> np.ndarray:
-        """Synthetic character offsets where the pieces of a word touch and words are one apart."""
-        ids = row.numpy()
-        starts = self.word_starts[np.minimum(ids, len(self.word_starts) - 1)]
-        begin = np.cumsum(starts.astype(np.int64)) + np.arange(len(ids))
-        return np.stack([begin, begin + 1], axis=1)[None]
+    def _choose(self, ids: Any, maskable: Any, count: int, generator: Any) -> Any:
+        """Return `count` random positions of `maskable`; under whole-word masking, whole words adding up to
+        at most `count` tokens (at least one word)."""
+        import torch
+
+        if not self.whole_word_mask:
+            return maskable[torch.randperm(len(maskable), generator=generator)[:count]]
+        positions = maskable.numpy()
+        starts = self.word_starts[np.minimum(ids[maskable].numpy(), len(self.word_starts) - 1)]
+        starts[1:] |= np.diff(positions) != 1  # a special token or padding between two pieces ends a word
+        starts[0] = True
+        word = np.cumsum(starts) - 1  # the word of each maskable position
+        sizes = np.bincount(word)
+        taken, total = np.zeros(len(sizes), dtype=bool), 0
+        for w in torch.randperm(len(sizes), generator=generator).tolist():
+            if total + sizes[w] <= count or total == 0:
+                taken[w], total = True, total + sizes[w]
+            if total >= count:
+                break
+        return maskable[torch.from_numpy(taken[word])]
 
 
 def make_mlm_collator(tokenizer: Any, masking: Any, seed: int, pad_to_multiple_of: int | None = None):

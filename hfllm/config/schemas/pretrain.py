@@ -91,7 +91,13 @@ class ModelSection(Section):
 class MaskingSection(Section):
     """How tokens are masked for the masked-LM objective (DataCollatorForLanguageModeling)."""
 
-    mlm_probability: float = Field(0.15, ge=0.0, le=1.0, description="Share of tokens chosen for prediction.")
+    mlm_probability: float = Field(
+        0.15,
+        gt=0.0,
+        le=1.0,
+        description="Share of each sequence's tokens chosen for prediction: round(share x length), at least one "
+        "(as BERT counts: [CLS] and [SEP] in the length, never chosen).",
+    )
     whole_word_mask: bool = Field(
         False,
         description="Mask all pieces of a word together (random replacement is then off, as in Transformers).",
