@@ -280,7 +280,7 @@ def test_help_imports_no_heavy_library(command):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 17, acceptance 1, not met: the CPU heap fragments (measured 2.7-4.3x the prediction)",
+    reason="issue 17, acceptance 1, not met on the tiny config: measured 1.7-2.6x the prediction (heap, code pages)",
 )
 def test_predicted_memory_within_25_percent_of_a_real_run(tmp_path):
     """Acceptance 1 (memory) on the tiny config: bench/inspect_accuracy.py, shortened to 20 steps."""
