@@ -141,9 +141,9 @@ def _assumptions(plan: Plan, hardware: Device, kind: str, efficiency: float, cap
     if kind == "cpu":
         notes.append(
             "CPU peak = resident set: glibc keeps freed blocks under 32 MiB mapped, so the evaluation's large "
-            "buffers come on top of the training step's heap high-water mark; how the heap fragments is not "
-            "modelled (it grows at each evaluation): real runs of BERTs 32 to 512 wide grew 1.4x to 4.3x this "
-            "(bench/inspect_accuracy.py)"
+            "buffers come on top of the training step's heap high-water mark; not modelled: how the heap "
+            "fragments, library code the first step pages in (~17 MiB), MKL's kept buffers (~11 MiB); real runs "
+            "grew 1.1-1.3x this (demo config) and 1.7-3.2x (32-wide tiny config; bench/inspect_accuracy.py)"
         )
         notes.append(
             f"per-process overhead {capacity.overhead / GIB:.2f} GiB = this process's resident set "
