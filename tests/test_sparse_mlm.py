@@ -144,7 +144,15 @@ def test_trainer_with_the_sparse_head_trains_like_the_dense_one(tmp_path):
         return losses, trainer.evaluate()
 
     dense_losses, dense_eval = run(False)
-    sparse_losses, sparse_eval = run(True)
+    entropy, calls = torch.nn.functional.cross_entropy, []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            torch.nn.functional, "cross_entropy", lambda *a, **k: calls.append(1) or entropy(*a, **k)
+        )
+        sparse_losses, sparse_eval = run(True)
+    # 3 steps x 2 accumulated batches, then evaluate()'s 2 batches (12 rows, 8 a batch): one
+    # vocabulary-wide cross-entropy per batch, the evaluation loss and its metrics sharing it.
+    assert len(calls) == 3 * 2 + 2
     assert sparse_losses == pytest.approx(dense_losses, abs=1e-5)
     for key in ("eval_token_loss", "eval_masked_accuracy", "eval_loss"):
         assert sparse_eval[key] == pytest.approx(dense_eval[key], abs=1e-5), key

@@ -8,7 +8,8 @@ from typing import Any
 from hfllm.analysis.devices import GIB, Device, cpu_device, named_gpu, process_rss
 from hfllm.analysis.fit import GPU_OVERHEAD, Capacity, check_fit
 from hfllm.analysis.plan import Plan, plan_from_target
-from hfllm.analysis.sizing import Sizer, Variant, optimizer_state_bytes
+from hfllm.analysis.runtime import measure_runtime_memory
+from hfllm.analysis.sizing import Sizer, Variant, autocast_dtype, optimizer_state_bytes
 from hfllm.errors import ConfigError
 
 # The share of the device's peak rates (matmul FLOP/s, memory bandwidth) the ops reach, assumed when
@@ -38,9 +39,12 @@ def run_inspect(
     gpu = named_gpu(device) if kind == "gpu" else None
     if plan.precision_by_device:
         _precision_for_device(plan, gpu)
+    runtime = None
+    if kind == "cpu":  # before the matmul benchmark below runs real kernels in this process
+        runtime = measure_runtime_memory(plan, autocast_dtype(plan.precision))
     hardware = gpu or cpu_device("bfloat16" if plan.precision == "bf16" else "float32")
     efficiency = efficiency if efficiency is not None else DEFAULT_EFFICIENCY[kind]
-    sizer = Sizer(plan, kind)
+    sizer = Sizer(plan, kind, (runtime.bytes or 0) if runtime else 0)
     capacity = _capacity(hardware, kind, plan, memory_gib)
     memory = _memory_section(sizer)
     report = {
@@ -60,6 +64,8 @@ def run_inspect(
         "fit": check_fit(sizer, capacity, bf16_ok=kind == "gpu" and hardware.bf16_flops is not None),
     }
     report["assumptions"] = plan.assumptions + _assumptions(plan, hardware, kind, efficiency, capacity)
+    if runtime is not None:
+        report["assumptions"].append(runtime.note)
     return report
 
 
@@ -141,9 +147,9 @@ def _assumptions(plan: Plan, hardware: Device, kind: str, efficiency: float, cap
     if kind == "cpu":
         notes.append(
             "CPU peak = resident set: glibc keeps freed blocks under 32 MiB mapped, so the evaluation's large "
-            "buffers come on top of the training step's heap high-water mark; not modelled: how the heap "
-            "fragments, library code the first step pages in (~17 MiB), MKL's kept buffers (~11 MiB); real runs "
-            "grew 1.1-1.3x this (demo config) and 1.7-3.2x (32-wide tiny config; bench/inspect_accuracy.py)"
+            "buffers come on top of the training step's heap high-water mark (hfllm hands the heap's free pages "
+            "back before each evaluation batch), plus the runtime's share, measured (below); how the heap "
+            "fragments over a long run is not modelled (bench/inspect_accuracy.py compares with real runs)"
         )
         notes.append(
             f"per-process overhead {capacity.overhead / GIB:.2f} GiB = this process's resident set "

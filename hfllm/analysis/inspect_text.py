@@ -65,7 +65,9 @@ def _memory_lines(memory: dict[str, Any], processes: int, strategy: str) -> list
         "memory per rank (configured): "
         f"weights {size(c['weights'])}, gradients {size(c['gradients'])}, optimizer {size(c['optimizer'])}, "
         f"activations {size(c['activations'])}",
-        f"  peak {size(c['peak'])} (training step {size(c['train_step_peak'])}, evaluation {size(c['eval_peak'])})",
+        f"  peak {size(c['peak'])} (training step {size(c['train_step_peak'])}, evaluation {size(c['eval_peak'])}"
+        + (f", + runtime {size(c['runtime'])}" if c.get("runtime") else "")
+        + ")",
         "  precision  checkpointing  activations  train step   evaluation   peak",
     ]
     for v in memory["variants"]:

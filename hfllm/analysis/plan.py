@@ -48,6 +48,7 @@ class Plan:
     collate_seconds: float = 0.0  # per example, when the collator does real work (masked-LM masking)
     dataloader_workers: int = 0
     eval_on_start: bool = False
+    trackers: list[str] = field(default_factory=list)  # training.report_to
     assumptions: list[str] = field(default_factory=list)
 
     @property
@@ -190,8 +191,15 @@ def _plan_training(source, kind, objective, model_config, seq_len, training, num
         eval_steps=float(training["eval_steps"]) if training.get("eval_steps") else None,
         eval_on_start=bool(training.get("eval_on_start")),
         dataloader_workers=int(training.get("dataloader_num_workers") or 0),
+        trackers=_trackers(training.get("report_to")),
     )
     return plan
+
+
+def _trackers(report_to: Any) -> list[str]:
+    if not report_to or report_to == "none":
+        return []
+    return [report_to] if isinstance(report_to, str) else [str(name) for name in report_to]
 
 
 def _measure_masking(plan: Plan, config: Any, tokenizer: Any = None, examples: int = 64) -> None:

@@ -35,12 +35,20 @@ class Variant:
     eval_batch: int | None
 
 
+def autocast_dtype(precision: str) -> Any:
+    """Return the torch dtype the Trainer autocasts to under `precision` ("bf16", "fp16"), or None (fp32)."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
 class Sizer:
     """Sizes one Plan on one target ("cpu" or "gpu"); simulations are cached per Variant."""
 
-    def __init__(self, plan: Plan, target: str) -> None:
+    def __init__(self, plan: Plan, target: str, runtime: int = 0) -> None:
         self.plan = plan
         self.target = target
+        self.runtime = runtime  # bytes a CPU process holds beyond its tensors (hfllm.analysis.runtime)
         self._cache: dict[tuple, RunMemory] = {}
 
     @cached_property
@@ -84,11 +92,10 @@ class Sizer:
 
     def simulate(self, variant: Variant) -> RunMemory:
         """Return the simulated memory of `variant` (bf16/fp16: fp32 weights, steps under autocast)."""
-        import torch
 
         key = (variant.precision, variant.checkpointing, variant.train_batch, variant.eval_batch)
         if key not in self._cache:
-            autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(variant.precision)
+            autocast = autocast_dtype(variant.precision)
             states = [p.numel() * self.state_bytes // 2 for p in self.model.parameters() for _ in range(2)]
             self._cache[key] = simulate_run(
                 self.model,
@@ -128,7 +135,8 @@ class Sizer:
             "activations": sim.train.after_forward - sim.state,
             "train_step_peak": weights + train_peak,
             "eval_peak": weights + eval_peak if sim.eval else None,
-            "peak": weights + max(train_peak, eval_peak),
+            "runtime": self.runtime,
+            "peak": weights + max(train_peak, eval_peak) + self.runtime,
         }
 
     def _peak(self, step: Any) -> int:

@@ -9,6 +9,8 @@ import numpy as np
 
 from hfllm.tasks.names import IGNORE_INDEX
 
+TOKEN_NLL = "token_nll"  # the model-output key under which mlm_loss leaves each masked token's NLL
+
 
 def mlm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
     """Return the masked-LM loss: summed over masked tokens, divided by the masked tokens of the whole
@@ -26,13 +28,18 @@ def mlm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
 
     logits = outputs["logits"]
     targets = labels[labels != IGNORE_INDEX] if logits.dim() == 2 else labels.reshape(-1)
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE_INDEX).sum()
+    if logits.dim() == 2 and not torch.is_grad_enabled():
+        # Evaluation: keep each masked token's NLL for mlm_eval_outputs (the Trainer hands it the model
+        # outputs after the loss), so the vocabulary-wide log-softmax runs once per batch, not twice.
+        outputs[TOKEN_NLL] = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+        return outputs[TOKEN_NLL].sum() / torch.clamp(torch.as_tensor(count, device=logits.device), min=1)
     total = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
         targets,
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
-    count = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE_INDEX).sum()
     return total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)
 
 
@@ -48,21 +55,23 @@ def mlm_eval_outputs(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
     """
     import torch
 
+    nll = None
     if isinstance(logits, tuple):
-        logits = logits[0]
+        logits, nll = logits[0], logits[-1] if len(logits) > 1 and logits[-1].dim() == 1 else None
     if logits.dim() == 2:
-        return _sparse_eval_outputs(logits, labels)
+        return _sparse_eval_outputs(logits, labels, nll)
     nll = torch.nn.functional.cross_entropy(
         logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
     )
     return logits.argmax(dim=-1), nll.sum(dim=-1), (labels != IGNORE_INDEX).sum(dim=-1)
 
 
-def _sparse_eval_outputs(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
+def _sparse_eval_outputs(logits: Any, labels: Any, nll: Any = None) -> tuple[Any, Any, Any]:
     import torch
 
     masked = labels != IGNORE_INDEX
-    nll = torch.nn.functional.cross_entropy(logits.float(), labels[masked], reduction="none")
+    if nll is None:  # not computed by mlm_loss
+        nll = torch.nn.functional.cross_entropy(logits.float(), labels[masked], reduction="none")
     predictions = torch.zeros_like(labels)
     predictions[masked] = logits.argmax(dim=-1)
     nll_rows = torch.zeros(labels.shape, dtype=nll.dtype, device=nll.device)

@@ -5,6 +5,9 @@ Imported only by the commands that train (it imports torch and transformers).
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
 from typing import Any
 
 import torch
@@ -35,6 +38,11 @@ class HfllmTrainer(SparseMLMMixin, AtomicCheckpointMixin, Trainer):
                 return super().evaluate(*args, **kwargs)
         except _oom_errors() as exc:
             raise out_of_memory_error(self.args, "evaluation") from exc
+
+    def prediction_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any):
+        if self.args.device.type == "cpu":
+            release_free_heap()
+        return super().prediction_step(model, inputs, *args, **kwargs)
 
     def get_train_dataloader(self):
         epochs_matter = hasattr(self.data_collator, "epoch") and self.args.dataloader_num_workers > 0
@@ -167,6 +175,30 @@ def train(trainer: Any, run: RunDir):
             "then rerun with --resume auto or --overwrite",
         )
     return output
+
+
+def release_free_heap() -> None:
+    """Give the free pages of the C heap back to the kernel (glibc's malloc_trim); a no-op without glibc.
+
+    Called before each evaluation batch of a CPU run: evaluation batches are usually larger than
+    training batches, so their vocabulary-wide buffers do not fit the holes the training steps left in
+    the heap and land on top of its high-water mark, by an amount that changed from run to run (the
+    tiny pretrain config: 69-129 MiB above the start of training over five runs; 67-90 MiB over five
+    with this). It costs about 1 ms per batch there, 7 ms on the demo config (0.15 s of a 30 s run).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
+        return None
 
 
 def global_batch_size(args: Any) -> int:
