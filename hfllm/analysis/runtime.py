@@ -20,6 +20,7 @@ from typing import Any
 
 from hfllm.analysis.plan import Plan
 from hfllm.analysis.simulate import auto_class, build_meta_model, simulate_run
+from hfllm.errors import InputError
 
 MAX_FLOPS = 2e10  # a stand-in step above this is not run (about a second of a small CPU)
 MAX_BYTES = 512 * 2**20  # nor one whose tensors need more
@@ -50,6 +51,15 @@ def measure_runtime_memory(plan: Plan, autocast_dtype: Any = None) -> RuntimeMem
     if not layers:
         return RuntimeMemory(None, "runtime memory not measured: the model config has no num_hidden_layers")
     config.num_hidden_layers = 1
+    if isinstance(getattr(config, "layer_types", None), list):  # per-layer attention kinds (Gemma, Qwen3...)
+        config.layer_types = config.layer_types[:1]
+    try:
+        return _measure(plan, config, autocast_dtype)
+    except (InputError, RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        return RuntimeMemory(None, f"runtime memory not measured: the one-layer stand-in failed ({exc})")
+
+
+def _measure(plan: Plan, config: Any, autocast_dtype: Any) -> RuntimeMemory:
     run = _stand_in_run(plan, autocast_dtype)
     planned = run(build_meta_model(config, plan.objective))
     flops = sum(planned.train.costs.flops) + (sum(planned.eval.costs.flops) if planned.eval else 0)
