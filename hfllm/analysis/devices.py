@@ -233,10 +233,15 @@ def available_memory() -> int:
 
 def process_rss() -> int:
     """Return this process's resident set size in bytes (0 where /proc is missing)."""
+    return status_bytes("VmRSS")
+
+
+def status_bytes(field: str) -> int:
+    """Return a size field of /proc/self/status (VmRSS, VmHWM, RssAnon...) in bytes (0 where /proc is missing)."""
     try:
         with open("/proc/self/status", encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass

@@ -39,9 +39,8 @@ def run_inspect(
     gpu = named_gpu(device) if kind == "gpu" else None
     if plan.precision_by_device:
         _precision_for_device(plan, gpu)
-    runtime = None
-    if kind == "cpu":  # before the matmul benchmark below runs real kernels in this process
-        runtime = measure_runtime_memory(plan, autocast_dtype(plan.precision))
+    # On a CPU, before the matmul benchmark below runs real kernels in this process.
+    runtime = measure_runtime_memory(plan, autocast_dtype(plan.precision)) if kind == "cpu" else None
     hardware = gpu or cpu_device("bfloat16" if plan.precision == "bf16" else "float32")
     efficiency = efficiency if efficiency is not None else DEFAULT_EFFICIENCY[kind]
     sizer = Sizer(plan, kind, (runtime.bytes or 0) if runtime else 0)

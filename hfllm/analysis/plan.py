@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hfllm.analysis.simulate import CAUSAL_LM, MASKED_LM, SEQUENCE, TOKEN
+from hfllm.config.trackers import SPECIAL, tracker_names
 from hfllm.errors import ConfigError, InputError
 
 # Model dirs are sized as `hfllm finetune` would train them unless --batch-size / --max-length say otherwise.
@@ -191,15 +192,9 @@ def _plan_training(source, kind, objective, model_config, seq_len, training, num
         eval_steps=float(training["eval_steps"]) if training.get("eval_steps") else None,
         eval_on_start=bool(training.get("eval_on_start")),
         dataloader_workers=int(training.get("dataloader_num_workers") or 0),
-        trackers=_trackers(training.get("report_to")),
+        trackers=[n for n in tracker_names(training.get("report_to")) if n not in SPECIAL],
     )
     return plan
-
-
-def _trackers(report_to: Any) -> list[str]:
-    if not report_to or report_to == "none":
-        return []
-    return [report_to] if isinstance(report_to, str) else [str(name) for name in report_to]
 
 
 def _measure_masking(plan: Plan, config: Any, tokenizer: Any = None, examples: int = 64) -> None:

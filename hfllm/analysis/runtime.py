@@ -11,25 +11,23 @@ account for. Where that step would take more than about a second, it is not run 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
+from hfllm.analysis.devices import status_bytes
 from hfllm.analysis.plan import Plan
 from hfllm.analysis.simulate import auto_class, build_meta_model, simulate_run
+from hfllm.config.trackers import PACKAGES
 from hfllm.errors import InputError
 
 MAX_FLOPS = 2e10  # a stand-in step above this is not run (about a second of a small CPU)
 MAX_BYTES = 512 * 2**20  # nor one whose tensors need more
-TRACKER_MODULES = {
-    "tensorboard": "torch.utils.tensorboard",
-    "wandb": "wandb",
-    "mlflow": "mlflow",
-    "trackio": "trackio",
-}
+# report_to name -> the module its Trainer callback imports, where it is not the package checked for
+# (hfllm.config.trackers.PACKAGES).
+CALLBACK_MODULES = {"tensorboard": "torch.utils.tensorboard"}
 
 
 @dataclass
@@ -70,13 +68,13 @@ def _measure(plan: Plan, config: Any, autocast_dtype: Any) -> RuntimeMemory:
             f"{_held(planned) / 2**20:.0f} MiB) is too large to run here; the CPU peak counts tensors only",
         )
     model = auto_class(plan.objective).from_config(config)
-    start = _status_bytes("VmRSS")
+    start = status_bytes("VmRSS")
     if not start or not _reset_peak():
         return RuntimeMemory(None, "runtime memory not measured: no /proc/self (Linux) to measure it with")
     measured = run(model)
     _optimizer_step(plan.optimizer)
     imported = [name for name in plan.trackers if _import_tracker(name)]
-    grown = _status_bytes("VmHWM") - start
+    grown = status_bytes("VmHWM") - start
     extra = max(0, grown - _held(measured))
     trackers = f" and importing {', '.join(imported)}" if imported else ""
     return RuntimeMemory(
@@ -120,19 +118,11 @@ def _optimizer_step(optimizer: str) -> None:
 
 
 def _import_tracker(name: str) -> bool:
-    module = TRACKER_MODULES.get(name)
-    if module is None or importlib.util.find_spec(module.split(".")[0]) is None:
+    package = PACKAGES.get(name, (name,))[0]
+    if importlib.util.find_spec(package) is None:
         return False
-    importlib.import_module(module)
+    importlib.import_module(CALLBACK_MODULES.get(name, package))
     return True
-
-
-def _status_bytes(field: str) -> int:
-    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _reset_peak() -> bool:

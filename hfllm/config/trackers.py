@@ -54,10 +54,14 @@ def known_trackers() -> tuple[str, ...]:
     return tuple(PACKAGES)
 
 
+def tracker_names(report_to: Any) -> list[str]:
+    """Return the names `training.report_to` lists (a string is one name; "all" and "none" included)."""
+    return [report_to] if isinstance(report_to, str) else list(report_to or [])
+
+
 def check_report_to(training: dict[str, Any], origins: Origins, source: str) -> None:
     """Raise ConfigError for a report_to name Transformers does not know or whose package is missing."""
-    value = training.get("report_to")
-    names = [value] if isinstance(value, str) else list(value or [])
+    names = tracker_names(training.get("report_to"))
     where = origins.get(("training", "report_to"), source)
     known = known_trackers()
     for name in names:

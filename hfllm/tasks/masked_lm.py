@@ -33,13 +33,14 @@ def mlm_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
         # Evaluation: keep each masked token's NLL for mlm_eval_outputs (the Trainer hands it the model
         # outputs after the loss), so the vocabulary-wide log-softmax runs once per batch, not twice.
         outputs[TOKEN_NLL] = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-        return outputs[TOKEN_NLL].sum() / torch.clamp(torch.as_tensor(count, device=logits.device), min=1)
-    total = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(),
-        targets,
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
-    )
+        total = outputs[TOKEN_NLL].sum()
+    else:
+        total = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            targets,
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
     return total / torch.clamp(torch.as_tensor(count, device=total.device), min=1)
 
 
